@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vasa3d_jax.kernels.splat import reference
-from vasa3d_jax.kernels.splat.config import DEFAULT_CONFIG, SplatConfig
+from vasa3d_jax.kernels.splat.config import SplatConfig, default_config
 
 IMPLEMENTATIONS = ("xla", "pallas")
 
@@ -83,7 +83,7 @@ def rasterize(means2d, conics, opacities, colors, background, isect_gids, tile_o
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"{implementation=} must be one of {IMPLEMENTATIONS}")
-    config = config or DEFAULT_CONFIG
+    config = config or default_config(implementation)
     tile_size = tile_size or config.tile_size
     if tile_size != config.tile_size:
         config = dataclasses.replace(config, tile_size=tile_size)

@@ -1,7 +1,10 @@
 """Tiling and chunking parameters of the splatting compositing stage.
 
-Defaults: 16x16-pixel tiles (gsplat 1.5.3 ``rasterization(tile_size=16)``; 256 pixels, a power of
-two as Triton needs); chunks of 16 Gaussians and batches of 32 tiles for the XLA path, the fastest
+Defaults: 16x16-pixel tiles for the Pallas kernels (gsplat 1.5.3 ``rasterization(tile_size=16)``;
+256 pixels, a power of two as Triton needs) and 8x8 for the XLA path (every (Gaussian, tile) pair
+evaluates all pixels of the tile, so smaller tiles waste less work around small splats: 2x faster
+forward and backward on the 5k_256 benchmark scene; the image does not depend on the tile size,
+``reference/splatting.md`` 1.4); chunks of 16 Gaussians and batches of 32 tiles for the XLA path, the fastest
 of chunk in {8, 16, 32, 64} x batch in {8, 32, 64, 128, 256} on the 5k_256 scene of
 ``experiments/bench_render.py`` on the 2-core CPU (longer chunks pad short tile lists and composite
 past the early stop; larger batches pad more; smaller ones pay more loop overhead).
@@ -16,7 +19,7 @@ import dataclasses
 class SplatConfig:
     """Static parameters of the compositing stage (hashable; safe as a jit static argument).
 
-    tile_size:  tile edge in pixels (gsplat default 16)
+    tile_size:  tile edge in pixels (gsplat default 16; the XLA path's default is 8, see above)
     chunk:      Gaussians of one tile list composited together per step (XLA path)
     tile_batch: tiles processed together per step (XLA path)
     isects_per_gaussian: default intersection capacity per Gaussian when ``render`` gets no
@@ -42,3 +45,11 @@ class SplatConfig:
 
 
 DEFAULT_CONFIG = SplatConfig()
+DEFAULT_CONFIGS = {"xla": SplatConfig(tile_size=8), "pallas": DEFAULT_CONFIG}
+
+
+def default_config(implementation: str) -> SplatConfig:
+    """The documented default for ``implementation`` ("xla" or "pallas")."""
+    if implementation not in DEFAULT_CONFIGS:
+        raise ValueError(f"{implementation=} must be one of {tuple(DEFAULT_CONFIGS)}")
+    return DEFAULT_CONFIGS[implementation]

@@ -15,7 +15,7 @@ from vasa3d_jax.kernels.splat import rasterize
 from vasa3d_jax.render import Camera, Gaussians, binning, dense_render, intrinsics, look_at, render
 from vasa3d_jax.render.dense import dense_composite
 
-W, H, N = 40, 24, 96
+W, H, N = 38, 22, 96
 CAM = front_camera(W, H)
 _HAS_PALLAS = importlib.util.find_spec("vasa3d_jax.kernels.splat.pallas_fwd") is not None
 BACKENDS = ["xla", pytest.param("pallas", marks=pytest.mark.skipif(not _HAS_PALLAS, reason="no Pallas kernels"))]
@@ -43,7 +43,8 @@ def _composite_grads(means2d, conics, opac, colors, bg, ct_out, ct_alpha, *, bac
     bins = binning.bin_gaussians(means2d, radii, depths, width=W, height=H, tile_size=16, capacity=8 * N)
 
     def ours(*x):
-        out, alpha, _ = rasterize(*x, bins.isect_gids, bins.tile_offsets, width=W, height=H, implementation=backend)
+        out, alpha, _ = rasterize(*x, bins.isect_gids, bins.tile_offsets, width=W, height=H, tile_size=16,
+                                  implementation=backend)
         return jnp.sum(out * ct_out) + jnp.sum(alpha * ct_alpha)
 
     def dense(*x):

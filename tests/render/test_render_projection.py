@@ -31,7 +31,7 @@ def test_projection_matches_gsplat_torch_reference(far):
     g, cam = _scene(jax.random.PRNGKey(3)), _camera(far)
     ours = jax.jit(lambda g: projection.project(g.means, g.quats, g.scales, None, cam.viewmat, cam.K, width=W,
                                                  height=H, far=cam.far))(g)
-    t = lambda x: torch.from_numpy(np.asarray(x, np.float32))
+    t = lambda x: torch.from_numpy(np.array(x, np.float32))
     covars, _ = gsplat_ref._quat_scale_to_covar_preci(t(g.quats), t(g.scales), compute_preci=False)
     radii, means2d, depths, conics, comp = gsplat_ref._fully_fused_projection(
         t(g.means), covars, t(cam.viewmat)[None], t(cam.K)[None], W, H, near_plane=cam.near, far_plane=far,
@@ -52,7 +52,7 @@ def test_opacity_aware_radius_and_antialiased_opacity():
     """Equation (7) of projection.py, checked against the conic from gsplat's torch projection."""
     g, cam = _scene(jax.random.PRNGKey(4)), _camera()
     g = g.replace(opacities=g.opacities.at[:8].set(0.003))  # below 1/255 after compensation: culled
-    t = lambda x: torch.from_numpy(np.asarray(x, np.float32))
+    t = lambda x: torch.from_numpy(np.array(x, np.float32))
     covars, _ = gsplat_ref._quat_scale_to_covar_preci(t(g.quats), t(g.scales), compute_preci=False)
     radii_t, _, _, conics, comp = gsplat_ref._fully_fused_projection(
         t(g.means), covars, t(cam.viewmat)[None], t(cam.K)[None], W, H, calc_compensations=True)
@@ -83,8 +83,8 @@ def test_sh_matches_gsplat_torch_reference(degree):
     means = jax.random.normal(k[1], (n, 3))
     centre = jnp.array([0.3, -1.0, 2.0])
     ours = sh.sh_to_color(coeffs, means, centre)
-    dirs = torch.from_numpy(np.asarray(means - centre))
-    ref = gsplat_ref._spherical_harmonics(degree, dirs, torch.from_numpy(np.asarray(coeffs)))
+    dirs = torch.from_numpy(np.array(means - centre))
+    ref = gsplat_ref._spherical_harmonics(degree, dirs, torch.from_numpy(np.array(coeffs)))
     ref = torch.clamp_min(ref + 0.5, 0.0).numpy()
     np.testing.assert_allclose(np.asarray(ours), ref, rtol=1e-5, atol=1e-5)
     assert np.any(ref == 0.0) or degree == 0  # the clamp is exercised

@@ -10,7 +10,7 @@ from render_scenes import front_camera, random_scene
 from vasa3d_jax.render import Camera, render, required_capacity
 from vasa3d_jax.render.projection import quat_to_rotmat
 
-W, H, N = 40, 24, 128
+W, H, N = 38, 22, 128
 CAM = front_camera(W, H)
 BG = jnp.array([0.2, 0.5, 0.9])
 _render = jax.jit(lambda g, viewmat, bg: render(g, CAM.replace(viewmat=viewmat), bg, backend="xla"))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa3d_jax.kernels.splat import rasterize
-from vasa3d_jax.kernels.splat.config import DEFAULT_CONFIG, SplatConfig
+from vasa3d_jax.kernels.splat.config import SplatConfig, default_config
 from vasa3d_jax.render import binning, projection, sh
 from vasa3d_jax.render.types import Camera, Gaussians, RenderOutput
 
@@ -122,6 +122,10 @@ def _broadcast_batch(gaussians: Gaussians, camera: Camera, background, offset):
     return g, flat(camera.viewmat, clead), flat(camera.K, clead), flat(background, blead), flat(offset, olead), batch
 
 
+def _implementation(backend: str) -> str:
+    return ("pallas" if jax.default_backend() == "gpu" else "xla") if backend == "auto" else backend
+
+
 def render(
     gaussians: Gaussians,
     camera: Camera,
@@ -143,11 +147,13 @@ def render(
     scene; ``isect_overflow`` > 0 in the output says it was too small). means2d_offset: optional
     (..., N, 2) added to the projected centres; pass zeros and differentiate with respect to it to
     get the screen-space gradient that densification uses (gsplat's ``meta["means2d"].grad``).
+    config: tiling and chunking (default ``default_config(implementation)``: 8-pixel tiles for XLA,
+    16 for Pallas; the image does not depend on it, the capacity a scene needs does).
     """
-    config = config or DEFAULT_CONFIG
     background = jnp.asarray(background, gaussians.means.dtype)
     _check(gaussians, camera, background, backend)
-    implementation = ("pallas" if jax.default_backend() == "gpu" else "xla") if backend == "auto" else backend
+    implementation = _implementation(backend)
+    config = config or default_config(implementation)
     n = gaussians.num
     capacity = capacity or config.default_capacity(n)
     if means2d_offset is None:
@@ -161,14 +167,14 @@ def render(
     return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
-def required_capacity(gaussians: Gaussians, camera: Camera, *, antialiased: bool = False,
+def required_capacity(gaussians: Gaussians, camera: Camera, *, antialiased: bool = False, backend: str = "auto",
                       config: SplatConfig | None = None) -> int:
     """Intersection capacity a scene needs (the largest over its batch), from the cheap projection pass.
 
     Runs on concrete arrays (not under jit); pass the result, maybe with a margin for motion, as
-    ``render(..., capacity=...)``.
+    ``render(..., capacity=...)`` with the same ``backend`` and ``config`` (they set the tile size).
     """
-    config = config or DEFAULT_CONFIG
+    config = config or default_config(_implementation(backend))
     bg = jnp.zeros(3, gaussians.means.dtype)
     off = jnp.zeros((gaussians.num, 2), gaussians.means.dtype)
     g, viewmat, K, _, _, _ = _broadcast_batch(gaussians, camera, bg, off)
