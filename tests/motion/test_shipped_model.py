@@ -1,0 +1,49 @@
+"""The shipped motion generator (vasa3d_jax/motion/assets): loads, and its mouth follows new speech."""
+
+import jax
+import numpy as np
+import pytest
+
+from vasa3d_jax.audio import speech_features
+from vasa3d_jax.motion import DEFAULT_MODEL, generate, generate_from_audio, load_default_model
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.with_suffix(".npz").exists(),
+                                reason="no shipped model (train with experiments/train_motion_synthetic.py)")
+
+# Written for this test: not a corpus sentence (the corpus draws from templates in synthetic.py).
+SENTENCE = "Please open the window, my friend, and bring me a cup of warm tea before the evening ends."
+
+
+SEAM_BOUND = 1.5  # border step / mean within-window step
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return load_default_model()
+
+
+def test_shipped_model_loads(gen):
+    assert gen.space.size == gen.config.motion_size
+    assert gen.feature_encoder in ("logmel", "whisper")
+
+
+@pytest.mark.slow
+def test_shipped_model_lip_syncs_a_new_sentence(gen):
+    from vasa3d_jax.motion import synthetic
+
+    clip = synthetic.make_clip(synthetic.ClipSpec(text=SENTENCE, voice="en-us", rate=165, pitch=50, seed=7))
+    x = generate_from_audio(gen, clip.audio, key=jax.random.key(0))
+    assert x.shape == clip.motion.shape
+    target = np.asarray(gen.space.mouth_open(clip.motion))
+    corr = np.corrcoef(np.asarray(gen.space.mouth_open(x)), target)[0, 1]
+    other = synthetic.make_clip(synthetic.ClipSpec(text="Seven quiet mountains watched the river.",
+                                                   voice="en-gb-x-rp", rate=180, pitch=40, seed=3))
+    feats = np.resize(speech_features(other.audio, 25, gen.feature_encoder), (len(target), gen.config.feature_size))
+    corr_mis = np.corrcoef(np.asarray(gen.space.mouth_open(generate(gen, feats, key=jax.random.key(0)))),
+                           target)[0, 1]
+    assert corr > 0.6 and corr > corr_mis + 0.3, (corr, corr_mis)
+    # no seam: frame-to-frame change across window borders comparable to that within windows
+    z = (x - np.asarray(gen.motion_mean)) / np.asarray(gen.motion_std)
+    step = np.linalg.norm(np.diff(z, axis=0), axis=-1)
+    border = np.arange(len(step)) % gen.config.window == gen.config.window - 1
+    assert step[border].mean() < SEAM_BOUND * step[~border].mean()

@@ -1,0 +1,56 @@
+"""Data parallelism: a one-axis device mesh and the helpers that place data on it.
+
+Trainers run their step under ``jax.shard_map`` over the mesh axis ``"data"`` (DESIGN.md, "Devices
+and scale"): parameters and optimiser state are replicated (``P()``), the batch is split along its
+leading axis (``P("data")``), and the step reduces gradients with ``jax.lax.pmean(g, "data")``.
+Because the reduction names its axis, the same step body also runs under ``jax.pmap``.
+On one host the mesh holds the local devices; across hosts call ``jax.distributed.initialize()``
+first and ``data_mesh()`` spans ``jax.devices()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("data_mesh needs at least one device")
+    return jax.make_mesh((len(devices),), (DATA_AXIS,),
+                         axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+    """Copies every leaf of ``tree`` to all devices of ``mesh``."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def shard_batch(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+    """Splits every leaf of ``tree`` along its leading (batch) axis over the ``"data"`` axis."""
+    n = mesh.shape[DATA_AXIS]
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if leaf.ndim == 0 or leaf.shape[0] % n:
+            raise ValueError(
+                f"batch leaf {jax.tree_util.keystr(path)} has shape {leaf.shape}; its leading axis "
+                f"must be a multiple of the {n} devices; choose a batch size divisible by {n}")
+    return jax.device_put(tree, batch_sharded(mesh))
+
+
+def data_parallel(fn: Callable, mesh: jax.sharding.Mesh, in_specs: Any, out_specs: Any) -> Callable:
+    """``jax.shard_map(fn)`` over ``mesh``; specs use ``P()`` (replicated) and ``P("data")``."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
