@@ -1,0 +1,48 @@
+"""``vasa3d demo`` at a tiny size: espeak-ng speech -> motion -> template head -> turntable MP4 + sheet."""
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from test_pipeline import SIZE, tiny_generator
+
+from vasa3d_jax import cli, demo, pipeline
+
+
+def test_demo_writes_a_talking_turntable(tmp_path, capsys, monkeypatch):
+    # The shipped model is replaced by a tiny random one and the sentence shortened (test speed).
+    monkeypatch.setattr(demo, "load_default_model", tiny_generator)
+    assert cli.main(["demo", "--out", str(tmp_path), "--size", str(SIZE), "--text", "Hi there."]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and '"frames"' in out
+    with av.open(str(tmp_path / "talking_turntable.mp4")) as c:
+        assert len(c.streams.audio) == 1
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    motion = np.load(tmp_path / "motion.npy")
+    assert len(frames) == len(motion) > 5
+    # The head covers a good part of each frame on white, and the camera orbits: views differ.
+    sheet = np.asarray(Image.open(tmp_path / "contact_sheet.png")) / 255.0
+    assert 0.1 < np.mean(np.any(sheet < 0.9, axis=-1)) < 0.9
+    assert np.abs(frames[0].astype(float) - frames[len(frames) // 2]).mean() > 3
+
+
+def test_missing_espeak_is_explained(monkeypatch):
+    monkeypatch.setattr(demo.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
+        demo.synthesize("hello")
+
+
+def test_synthesized_speech_is_audio():
+    wav = demo.synthesize("Hello.")
+    assert wav.dtype == np.float32 and 0.3 < wav.shape[0] / pipeline.SAMPLE_RATE < 3
+    assert np.abs(wav).max() > 0.05
+
+
+@pytest.mark.slow
+def test_demo_with_the_shipped_model_moves_the_mouth(tmp_path):
+    summary = demo.run(tmp_path, size=SIZE)
+    motion = np.load(tmp_path / "motion.npy")
+    opening = np.asarray(pipeline.template_avatar().space.mouth_open(motion))
+    assert summary["frames"] == len(motion) == int(np.ceil(summary["audio_s"] * pipeline.FPS))
+    # Speech opens and closes the mouth: a wide spread of openings over the sentence.
+    assert opening.max() > 0.4 and opening.min() < 0.1, (opening.min(), opening.max())

@@ -1,0 +1,202 @@
+"""The speech -> motion -> Gaussian head -> video pipeline (vasa3d_jax/pipeline.py, ``vasa3d speak``).
+
+A tiny randomly initialised motion generator (log-mel features, so no Whisper) drives the real
+template avatar; every render uses one image size and one camera family so the frame program
+compiles a handful of times per session.
+"""
+
+import math
+
+import av
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vasa3d_jax import cli, pipeline
+from vasa3d_jax.motion import MotionGenerator, SamplerConfig
+from vasa3d_jax.motion.data import Stats
+from vasa3d_jax.motion.dit import DiTConfig, init_params
+from vasa3d_jax.motion_space import MotionSpace
+
+SIZE = 64
+TINY = DiTConfig(feature_size=80, window=20, context=4, num_layers=1, width=32, num_heads=2)
+FAST = SamplerConfig(steps=2)
+# A close-up of the lower face, so the mouth spans many pixels at SIZE.
+MOUTH_VIEW = pipeline.CameraPath("front", distance=0.25, pivot=(0.0, -0.04, 0.0))
+GREEN, RED = (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)
+
+
+def tiny_generator(seed: int = 0) -> MotionGenerator:
+    space = MotionSpace.builtin()
+    d = space.size
+    # Small motion around the neutral face: mean 0, std 0.1 per channel (AUs ~0.1, angles ~6 degrees).
+    stats = Stats(np.zeros(d, np.float32), np.full(d, 0.1, np.float32), np.zeros(80, np.float32),
+                  np.ones(80, np.float32), 0.6, 0.1)
+    return MotionGenerator.create(init_params(TINY, jax.random.key(seed)), stats, TINY, space, "logmel")
+
+
+@pytest.fixture(scope="session")
+def avatar():
+    return pipeline.template_avatar()
+
+
+@pytest.fixture(scope="session")
+def talker(avatar):
+    return pipeline.Talker(avatar, tiny_generator(), size=SIZE, sampler=FAST)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory):
+    """1.0 s of a voiced-like signal (harmonics of 120 Hz, syllable envelope) at 22.05 kHz."""
+    rate = 22050
+    t = np.arange(rate) / rate
+    wav = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 8))
+    wav = 0.3 * wav * (0.5 - 0.5 * np.cos(2 * np.pi * 4 * t)) / np.max(np.abs(wav))
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    sf.write(path, wav.astype(np.float32), rate)
+    return path
+
+
+def _durations(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        a = c.streams.audio[0]
+        n_video = sum(1 for _ in c.decode(video=0))
+        rate = float(v.average_rate)
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+        return n_video, n_video / rate, samples / a.sample_rate
+
+
+def test_speak_writes_video_with_matching_sound(talker, speech_wav, tmp_path):
+    speech = talker.speak(speech_wav, camera_path="orbit", key=jax.random.key(3))
+    assert speech.motion.shape == (25, MotionSpace.builtin().size)  # ceil(1.0 s * 25 fps)
+    summary = pipeline.save_speech(speech, tmp_path)
+    n_video, video_s, audio_s = _durations(tmp_path / "talking.mp4")
+    assert n_video == 25 == summary["frames"]
+    assert abs(video_s - 1.0) < 1e-6
+    # AAC adds 1024 priming samples and pads the last frame: at most 2 x 1024 samples (128 ms) extra.
+    assert 0 <= audio_s - video_s <= 2 * 1024 / 16000
+    np.testing.assert_array_equal(np.load(tmp_path / "motion.npy"), speech.motion)
+    assert (tmp_path / "contact_sheet.png").stat().st_size > 0
+    assert summary["fps"] > 0 and summary["capacity"] > 0 and summary["resizes"] == 0
+    # The same key gives the same motion.
+    again = talker.speak(speech_wav, camera_path="orbit", key=jax.random.key(3))
+    np.testing.assert_array_equal(again.motion, speech.motion)
+
+
+def _palette(avatar):
+    """The avatar with mouth interior and teeth pure green, everything else pure red."""
+    head, params = avatar.model.head, avatar.params
+    names = head.region_names
+    region = np.asarray(head.face_region)
+    inner = np.isin(region, [names.index("mouth"), names.index("teeth")])
+    per_face = np.where(inner[:, None], GREEN, RED).astype(np.float32)
+    g = params["gaussians"]
+    colors = jnp.asarray(per_face)[params["binding"].parent]
+    return pipeline.Avatar(avatar.model, {**params, "gaussians": g.replace(colors=colors)})
+
+
+def _mouth_pixels(image):
+    return int(np.sum((image[..., 1] > 0.5) & (image[..., 0] < 0.5)))
+
+
+def test_motion_drives_the_mouth(avatar):
+    space = avatar.space
+    levels = np.array([0.0, 0.4, 0.8, 1.0])
+    x = np.zeros((len(levels), space.size), np.float32)
+    x[:, space.index("AU26")] = levels
+    x[:, space.index("AU25")] = levels
+    opening = np.asarray(space.mouth_open(jnp.asarray(x)))
+    images = list(pipeline.render_motion(_palette(avatar), x, MOUTH_VIEW, SIZE))
+    counts = [_mouth_pixels(im) for im in images]
+    assert np.all(np.diff(opening) > 0)
+    assert np.all(np.diff(counts) > 0), counts  # more open -> more interior visible
+    assert counts[-1] > counts[0] + 0.01 * SIZE * SIZE, counts
+
+
+def test_camera_paths():
+    n, size = 6, SIZE
+    orbit = pipeline.CameraPath.parse("orbit")
+    cams = orbit.cameras(range(n + 1), size, total=n)
+    views = np.asarray(cams.viewmat)
+    pivot = np.asarray(pipeline.PIVOT)
+    centres = np.stack([-v[:3, :3].T @ v[:3, 3] for v in views])
+    np.testing.assert_allclose(np.linalg.norm(centres - pivot, axis=1), pipeline.DISTANCE, rtol=1e-5)
+    # The pivot projects to the image centre in every view.
+    for v in views:
+        p = v[:3, :3] @ pivot + v[:3, 3]
+        uv = np.asarray(cams.K[0]) @ (p / p[2])
+        np.testing.assert_allclose(uv[:2], size / 2, atol=1e-3)
+    assert len({tuple(np.round(v, 5).ravel()) for v in views[:n]}) == n  # n distinct views per turn
+    np.testing.assert_allclose(views[n], views[0], atol=1e-5)  # and the turn closes
+    front = np.asarray(pipeline.CameraPath.parse("front").cameras(range(n), size, total=n).viewmat)
+    assert len({tuple(np.round(v, 5).ravel()) for v in front}) == 1
+    np.testing.assert_allclose(centres[0], pivot + [0, math.sin(math.radians(10)) * 0.6,
+                                                   math.cos(math.radians(10)) * 0.6], atol=1e-5)
+    side = pipeline.CameraPath.parse("az=90,el=0")
+    assert side == pipeline.CameraPath.parse((90, 0)) == pipeline.CameraPath.static(90.0, 0.0)
+    v = np.asarray(side.viewmat(0, None))
+    np.testing.assert_allclose(-v[:3, :3].T @ v[:3, 3], pivot + [0.6, 0, 0], atol=1e-5)
+
+
+def test_orbit_renders_distinct_views(avatar):
+    x = np.zeros((4, avatar.space.size), np.float32)
+    images = np.stack(list(pipeline.render_motion(avatar, x, "orbit", SIZE)))
+    diffs = [np.abs(images[i] - images[j]).mean() for i in range(4) for j in range(i + 1, 4)]
+    assert min(diffs) > 0.01, diffs
+
+
+def test_overflow_resizes_or_raises(avatar):
+    x = np.zeros(avatar.space.size, np.float32)
+    path = pipeline.CameraPath.parse("front")
+    ok = pipeline.FrameRenderer(avatar, SIZE)
+    ok.prepare(None, path, 1)
+    reference = ok(x, path.viewmat(0, 1))
+    strict = pipeline.FrameRenderer(avatar, SIZE, on_overflow="raise")
+    strict.capacity = 64
+    with pytest.raises(RuntimeError, match="capacity is 64"):
+        strict(x, path.viewmat(0, 1))
+    grows = pipeline.FrameRenderer(avatar, SIZE)
+    grows.capacity = 64
+    np.testing.assert_allclose(grows(x, path.viewmat(0, 1)), reference, atol=1e-6)
+    assert grows.resizes == 1 and grows.capacity == ok.capacity
+
+
+def test_stream_yields_frames_per_window(talker, speech_wav):
+    wav = pipeline.load_waveform(speech_wav)
+    chunks = np.array_split(wav, 7)  # irregular pieces, as from a microphone
+    stats, blocks = pipeline.RenderStats(), []
+    frames = list(talker.stream(chunks, camera_path="front", key=jax.random.key(3), stats=stats, motion_out=blocks))
+    assert [len(b) for b in blocks] == [20, 5]  # a window of W = 20 frames, then the rest
+    assert len(frames) == stats.frames == 25 and frames[0].shape == (SIZE, SIZE, 3)
+    assert stats.fps > 0 and stats.motion_s > 0 and stats.render_s > 0
+
+
+def test_avatar_file_roundtrip(avatar, tmp_path):
+    path = pipeline.save_avatar(avatar, tmp_path / "me")
+    loaded = pipeline.load_avatar(path, head=avatar.model.head)
+    assert loaded.model.config == avatar.model.config and loaded.space == avatar.space
+    for a, b in zip(jax.tree.leaves(avatar.params), jax.tree.leaves(loaded.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FileNotFoundError, match="save_avatar"):
+        pipeline.load_avatar(tmp_path / "nope.npz")
+
+
+def test_bad_inputs_are_explained(talker, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        talker.speak(tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="'front', 'orbit' or 'az=DEG,el=DEG'"):
+        pipeline.CameraPath.parse("sideways")
+    with pytest.raises(ValueError, match="between -90 and 90"):
+        pipeline.CameraPath.parse("az=0,el=95")
+    with pytest.raises(ValueError, match="even number"):
+        pipeline.FrameRenderer(talker.avatar, 33)
+    with pytest.raises(ValueError, match="expected"):
+        list(pipeline.render_motion(talker.avatar, np.zeros((0, 28)), "front", SIZE))
+    assert cli.main(["speak", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path)]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert cli.main(["speak", "--audio", "x.wav", "--out", str(tmp_path), "--camera", "sideways"]) == 2
+    assert "unknown camera 'sideways'" in capsys.readouterr().err
