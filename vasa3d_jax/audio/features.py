@@ -47,7 +47,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vasa3d_jax.audio.io import DEFAULT_MAX_SECONDS, load_audio
-from vasa3d_jax.audio.mel import HOP_LENGTH, MEL_FRAME_RATE, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
+from vasa3d_jax.audio.mel import (HOP_LENGTH, MEL_FRAME_RATE, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE,
+                                  log_mel_spectrogram)
 from vasa3d_jax.audio.whisper import encode_mel_windows, load_whisper_encoder
 
 # Whisper windows: 30 s (N_FRAMES mel frames) every 20 s, so 10 s of overlap that is cross-faded.
@@ -155,8 +156,10 @@ class LogMelFeatures:
         return self.n_mels
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:
-        # Zero padding as for the encoder, so both see the same spectrogram; keep ceil(n / 160) frames.
-        return log_mel_spectrogram(wav, self.n_mels, padding=N_SAMPLES)[: math.ceil(wav.shape[0] / HOP_LENGTH)]
+        # Whisper pads 30 s of zeros before its STFT; one FFT window of zeros gives the same kept frames
+        # (a frame sees at most N_FFT / 2 samples past its centre, and zeros never raise the maximum
+        # that sets the 80 dB floor) at a fraction of the cost. Keep ceil(n / 160) frames.
+        return log_mel_spectrogram(wav, self.n_mels, padding=N_FFT)[: math.ceil(wav.shape[0] / HOP_LENGTH)]
 
 
 _ENCODERS: dict[str, Callable[[], SpeechEncoder]] = {"whisper": WhisperFeatures, "logmel": LogMelFeatures}

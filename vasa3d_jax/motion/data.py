@@ -155,23 +155,10 @@ def precompute_features(folder: str | pathlib.Path, encoder: str = "whisper", *,
 
 
 def speech_feature_fn(encoder: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``wav (16 kHz) -> features (T, F)`` at 25 fps for ``stream(..., feature_fn=...)``.
-
-    ``vasa3d_jax.audio.speech_features`` with ``encoder``; for "logmel" the spectrogram is padded with
-    one FFT window of zeros instead of Whisper's 30 s: every frame is the same (a frame sees at most
-    N_FFT/2 samples past its centre, and the padded zeros never raise the spectrogram's maximum that
-    sets the dynamic-range floor), at a small fraction of the cost per streamed window.
-    """
+    """``wav (16 kHz) -> features (T, F)`` at 25 fps, for ``stream(..., feature_fn=...)``."""
     from vasa3d_jax.audio import speech_features
-    from vasa3d_jax.audio.features import LogMelFeatures
-    from vasa3d_jax.audio.mel import HOP_LENGTH, N_FFT, log_mel_spectrogram
 
-    class _ShortPadLogMel(LogMelFeatures):
-        def __call__(self, wav: np.ndarray) -> np.ndarray:
-            return log_mel_spectrogram(wav, self.n_mels, padding=N_FFT)[: -(-wav.shape[0] // HOP_LENGTH)]
-
-    enc = _ShortPadLogMel() if encoder == "logmel" else encoder
-    return functools.partial(speech_features, fps=FPS, encoder=enc)
+    return functools.partial(speech_features, fps=FPS, encoder=encoder)
 
 
 def fit_length(features: np.ndarray, num_frames: int, what: object = "features") -> np.ndarray:
