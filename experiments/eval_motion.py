@@ -35,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vasa3d_jax.motion import DEFAULT_MODEL, SamplerConfig, generate, load_generator, stream
+from vasa3d_jax.motion import DEFAULT_MODEL, generate, load_generator, stream
 from vasa3d_jax.motion.data import SAMPLE_RATE, fit_length, list_clips, load_clip, speech_feature_fn
 from vasa3d_jax.motion.dit import DiTConfig, init_params
 from vasa3d_jax.motion.sample import MotionGenerator
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
         heldout="work_dirs/motion_corpus/heldout",
         num_clips=40,  # held-out clips evaluated (sorted by name)
         seed=0,
-        sampler=dict(method="ddim", steps=10, eta=0.0, audio_scale=0.5, gaze_scale=1.0),
+        sampler=dict(),  # overrides of the model's own sampler (motion_dit.json "sampler"), e.g. steps=25
         speed_seconds=20.0,  # audio length of the speed test
         paper_size=True,  # also time the paper-size (8 x 512) denoiser
     ))
@@ -90,7 +90,7 @@ def time_stream(gen, wav, sampler, feature_fn, key) -> tuple[float, float, int]:
 
 def main(config) -> dict:
     gen = load_generator(config.model)
-    sampler = SamplerConfig(**config.sampler)
+    sampler = dataclasses.replace(gen.sampler, **config.sampler)
     key = jax.random.key(config.seed)
     paths = list_clips(config.heldout)[: config.num_clips]
     feature_fn = speech_feature_fn(gen.feature_encoder)
@@ -134,7 +134,7 @@ def main(config) -> dict:
         seam_jump=float(np.concatenate(border).mean() / np.concatenate(within).mean()),
         seam_jump_target=float(np.concatenate(border_t).mean() / np.concatenate(within_t).mean()),
         frames_per_s=fps, frames_per_s_sampler=fps_sampler, first_window_s=first,
-        clips=len(clips), sampler=config.sampler.to_dict(), model=dict(gen.config.to_dict()),
+        clips=len(clips), sampler=dataclasses.asdict(sampler), model=dict(gen.config.to_dict()),
         feature_encoder=gen.feature_encoder, devices=str(jax.devices()[0].platform))
     if config.paper_size:
         paper_cfg = DiTConfig.for_space(gen.space, feature_size=gen.config.feature_size,
@@ -166,13 +166,13 @@ if __name__ == "__main__":
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--heldout", default=defaults.heldout)
     parser.add_argument("--num_clips", type=int, default=defaults.num_clips)
-    parser.add_argument("--steps", type=int, default=defaults.sampler.steps, help="DDIM steps")
-    parser.add_argument("--audio_scale", type=float, default=defaults.sampler.audio_scale, help="λ_audio")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    parser.add_argument("--audio_scale", type=float, default=None, help="λ_audio (default: the model's)")
     parser.add_argument("--no_paper_size", action="store_true")
     a = parser.parse_args()
     cfg = get_config()
-    cfg.model, cfg.heldout, cfg.num_clips, cfg.sampler.steps = a.model, a.heldout, a.num_clips, a.steps
+    cfg.model, cfg.heldout, cfg.num_clips = a.model, a.heldout, a.num_clips
     cfg.paper_size = not a.no_paper_size
-    cfg.sampler.audio_scale = a.audio_scale
+    cfg.sampler = {k: v for k, v in dict(steps=a.steps, audio_scale=a.audio_scale).items() if v is not None}
     result = main(cfg)
     print(json.dumps(result))

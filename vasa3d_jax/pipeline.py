@@ -501,7 +501,7 @@ class Talker:
             raise ValueError(f"the motion generator's space ({generator.space.size} channels) differs from the "
                              f"avatar's ({avatar.space.size}); use a generator trained in the avatar's space")
         self.avatar, self.generator, self.size = avatar, generator, size
-        self.background, self.sampler, self.backend = background, sampler or SamplerConfig(), backend
+        self.background, self.sampler, self.backend = background, sampler or generator.sampler, backend
 
     @classmethod
     def default(cls, **kwargs) -> "Talker":

@@ -36,7 +36,8 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640 audio samples per motion frame
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    """How windows are sampled. Defaults: the shipped real-time sampler (see the model card)."""
+    """How windows are sampled. The class defaults are VASA-1's; a saved generator carries its own
+    recommended sampler (``MotionGenerator.sampler``, from its .json), used when none is passed."""
 
     method: Literal["ddim", "ddpm"] = "ddim"  # DDPM always runs every training step
     steps: int = 10  # DDIM steps per window (ignored by DDPM)
@@ -79,15 +80,18 @@ class MotionGenerator:
     space: MotionSpace = dataclasses.field(metadata=dict(static=True))
     feature_encoder: str = dataclasses.field(default="whisper", metadata=dict(static=True))
     train_steps: int = dataclasses.field(default=diffusion.DEFAULT_TRAIN_STEPS, metadata=dict(static=True))
+    sampler: SamplerConfig = dataclasses.field(default=SamplerConfig(), metadata=dict(static=True))
 
     @classmethod
     def create(cls, params, stats: Stats, config: DiTConfig, space: MotionSpace,
-               feature_encoder: str, train_steps: int = diffusion.DEFAULT_TRAIN_STEPS) -> "MotionGenerator":
+               feature_encoder: str, train_steps: int = diffusion.DEFAULT_TRAIN_STEPS,
+               sampler: SamplerConfig = SamplerConfig()) -> "MotionGenerator":
         f = functools.partial(jnp.asarray, dtype=jnp.float32)
         return cls(params=params, motion_mean=f(stats.motion_mean), motion_std=f(stats.motion_std),
                    feature_mean=f(stats.feature_mean), feature_std=f(stats.feature_std),
                    distance_mean=f(stats.distance_mean), distance_std=f(stats.distance_std),
-                   config=config, space=space, feature_encoder=feature_encoder, train_steps=train_steps)
+                   config=config, space=space, feature_encoder=feature_encoder, train_steps=train_steps,
+                   sampler=sampler)
 
     @property
     def stats(self) -> Stats:
@@ -188,7 +192,7 @@ def generate(gen: MotionGenerator, features: np.ndarray, controls: Controls | No
     features = np.asarray(features, np.float32)
     if features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"features have shape {features.shape}; expected (T > 0, F)")
-    step = WindowChain(gen, controls or Controls(), _key(key), sampler or SamplerConfig())
+    step = WindowChain(gen, controls or Controls(), _key(key), sampler or gen.sampler)
     w = gen.config.window
     return np.concatenate([step(features[s:s + w]) for s in range(0, features.shape[0], w)])
 
@@ -206,7 +210,7 @@ def stream(gen: MotionGenerator, chunks: Iterable[np.ndarray], controls: Control
     computed on its audio plus ``left_context_s`` seconds before it. A block is yielded per window
     of W frames, and a last, shorter block when the stream ends.
     """
-    step = WindowChain(gen, controls or Controls(), _key(key), sampler or SamplerConfig())
+    step = WindowChain(gen, controls or Controls(), _key(key), sampler or gen.sampler)
     w = gen.config.window
     if feature_fn is None:
         buf = np.zeros((0, gen.config.feature_size), np.float32)
@@ -259,7 +263,7 @@ def save_generator(gen: MotionGenerator, path: str | pathlib.Path, extra: dict |
     np.savez(path.with_suffix(".npz"), **arrays)
     space = gen.space
     meta = {"config": gen.config.to_dict(), "feature_encoder": gen.feature_encoder,
-            "train_steps": gen.train_steps,
+            "train_steps": gen.train_steps, "sampler": dataclasses.asdict(gen.sampler),
             "space": "builtin" if space == MotionSpace.builtin() else
             {"dyn_size": space.dyn_size, "mouth_weights": space.mouth_weights},
             **(extra or {})}
@@ -283,4 +287,5 @@ def load_generator(path: str | pathlib.Path) -> MotionGenerator:
     sp = meta["space"]
     space = MotionSpace.builtin() if sp == "builtin" else MotionSpace.learned(sp["dyn_size"], sp["mouth_weights"])
     return MotionGenerator.create(params, stats, DiTConfig(**meta["config"]), space,
-                                  meta["feature_encoder"], meta["train_steps"])
+                                  meta["feature_encoder"], meta["train_steps"],
+                                  SamplerConfig(**meta.get("sampler", {})))
