@@ -493,7 +493,7 @@ def _log(file, record: dict) -> None:
 
 
 def _preview(apply, state, dataset: FitDataset, config: FitConfig, folder: pathlib.Path, step: int):
-    """Target | G′ | G″ | G″ at a novel view for frame 0, saved as ``step_XXXXXXX.png``."""
+    """Target | G′ | G″ | G″ at a novel view for frame 0, saved as ``step_<7-digit step>.png``."""
     full = jax.device_get({**state.params, "binding": state.binding})
     (g_base, g_final), _ = apply(full, jnp.asarray(dataset.latents[:1]))
     cam = dataset.camera(slice(0, 1))
