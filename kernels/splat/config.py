@@ -4,10 +4,8 @@ Defaults: 16x16-pixel tiles for the Pallas kernels (gsplat 1.5.3 ``rasterization
 256 pixels, a power of two as Triton needs) and 8x8 for the XLA path (every (Gaussian, tile) pair
 evaluates all pixels of the tile, so smaller tiles waste less work around small splats: 2x faster
 forward and backward on the 5k_256 benchmark scene; the image does not depend on the tile size,
-``reference/splatting.md`` 1.4); chunks of 16 Gaussians and batches of 32 tiles for the XLA path, the fastest
-of chunk in {8, 16, 32, 64} x batch in {8, 32, 64, 128, 256} on the 5k_256 scene of
-``experiments/bench_render.py`` on the 2-core CPU (longer chunks pad short tile lists and composite
-past the early stop; larger batches pad more; smaller ones pay more loop overhead).
+``reference/splatting.md`` 1.4); rounds of 16 steps, 2 entries per loop iteration and windows of 256 tiles for the XLA
+path (``reference.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
 """
 
 from __future__ import annotations
@@ -20,8 +18,9 @@ class SplatConfig:
     """Static parameters of the compositing stage (hashable; safe as a jit static argument).
 
     tile_size:  tile edge in pixels (gsplat default 16; the XLA path's default is 8, see above)
-    chunk:      Gaussians of one tile list composited together per step (XLA path)
-    tile_batch: tiles processed together per step (XLA path)
+    steps:      list entries each tile of the window advances per round, between compactions (XLA path)
+    unroll:     entries per loop iteration (XLA path; divides ``steps``)
+    window:     tiles composited side by side (XLA path): slots refilled as tiles finish
     isects_per_gaussian: default intersection capacity per Gaussian when ``render`` gets no
                 capacity (a Gaussian of radius r pixels touches about (2r / tile_size + 1)^2 tiles;
                 16 covers radii up to ~16 px, head avatars at 512^2; size larger scenes with
@@ -29,15 +28,18 @@ class SplatConfig:
     """
 
     tile_size: int = 16
-    chunk: int = 16
-    tile_batch: int = 32
+    steps: int = 16
+    unroll: int = 2
+    window: int = 256
     isects_per_gaussian: int = 16
 
     def __post_init__(self):
-        for name in ("tile_size", "chunk", "tile_batch", "isects_per_gaussian"):
+        for name in ("tile_size", "steps", "unroll", "window", "isects_per_gaussian"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SplatConfig.{name}={value!r} must be a positive int")
+        if self.steps % self.unroll:
+            raise ValueError(f"SplatConfig.unroll={self.unroll} must divide steps={self.steps}")
 
     def default_capacity(self, num_gaussians: int) -> int:
         """Static intersection capacity used when ``render`` is given none."""

@@ -17,7 +17,9 @@ This is the specification of the compositing stage and the CPU (XLA) path. The P
     out (H, W, D) = C + T bg; T_final (H, W); n_contrib (H, W) int32 = entries of the pixel's tile
     list consumed up to and including the last contributing Gaussian (gsplat's last_id + 1 relative
     to the tile start; 0 if none). v_out (H, W, D), v_alpha (H, W): cotangents of out and of
-    alpha = 1 - T_final. ``config`` (a ``SplatConfig``) only tunes the XLA path's chunking.
+    alpha = 1 - T_final. ``config`` (a ``SplatConfig``) only tunes the XLA path's scheduling.
+    Both functions take any leading batch dimensions on every argument (and under ``jax.vmap`` they
+    batch the same way): the images of a batch are composited together as one set of tiles.
 
 Forward (gsplat 1.5.3 ``RasterizeToPixels3DGSFwd.cu``; ``reference/splatting.md`` 1.3 item 8), per
 pixel p at (j + 0.5, i + 0.5), over its tile list front to back:
@@ -38,18 +40,34 @@ front of i and S_i = sum_{j > i} c_j alpha_j T_j the colour behind it:
         dL/do_i = exp(-sigma_i) dL/dalpha_i
     (8) dL/dbg = sum_p T_final v_out
 
-How the XLA path runs it: the non-empty tiles are sorted by list length and processed
-``tile_batch`` at a time (tiles of similar length together, so little work is padding); for each
-batch a while loop walks the lists ``chunk`` entries per step, front to back, and exits as soon as
-every pixel of every tile in the batch has stopped or its list is exhausted. Inside a chunk the
-transmittance is a cumulative product over the chunk axis, so (3) becomes masks: T only decreases,
-hence entry i contributes iff it is not skipped and T_in prod_{j <= i}(1 - alpha_j) > 1e-4. The
-backward walks each tile's chunks in reverse from its last contributing one, recovering
-T_i = T_after / prod_{j >= i}(1 - alpha_j) (a log-space sum) and S_i (a reverse cumulative sum),
-both as small triangular matmuls, and adds per-entry gradients to the Gaussians with a scatter-add.
+How the XLA path runs it. XLA:CPU runs a fused elementwise loop at ~1-2 ns per element, and the
+work that matters is the (pixel, entry) pairs a tile visits before all its pixels have stopped,
+so the schedule is "one list entry per step for every tile that still has work":
+
+- State lives per tile, (tiles, ts^2) per channel (colour channels as separate arrays, so each
+  step is a few fused loops and nothing is recomputed per channel). A stopped pixel keeps -T, so
+  one array carries both the transmittance and the stop flag.
+- Each step reads the next entry of every tile in a window of active tiles (one gather of a packed
+  (N, 6 + D) Gaussian table), applies (1)-(3) to all their pixels and advances; ``config.unroll``
+  entries per loop iteration, ``config.steps`` per round.
+- After a round, tiles whose pixels have all stopped or whose list is exhausted leave the window;
+  the window is compacted and the next round runs at the narrowest width of a static ladder
+  (``config.min_window`` x 2^k) that holds every active tile. Work is therefore proportional to
+  the entries each tile needs (within a factor of two), and long lists of a few busy tiles do not
+  hold up the rest.
+- The backward walks each tile from its last contributing entry down to 0 with the same windows,
+  recovering T_i = T_{i+1} / (1 - alpha_i) and S_i as running per-pixel state (as gsplat), reduces
+  each entry's gradient over the tile's pixels and scatter-adds one round's rows into the
+  per-Gaussian gradients at once.
+- A batch of images is one flat set of tiles (Gaussian ids offset per image), so vmapped renders
+  share the windows instead of running every branch of the ladder.
 """
 
 from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,24 +81,24 @@ TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3: stop once T would fall to this o
 
 def check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets, *, width, height, tile_size):
     """Raise ValueError on shapes that do not follow the contract above (before any work runs)."""
-    n = means2d.shape[0]
-    if means2d.shape != (n, 2):
-        raise ValueError(f"means2d must be (N, 2); got {means2d.shape=}")
-    if conics.shape != (n, 3):
-        raise ValueError(f"conics must be (N, 3) with N={n}; got {conics.shape=}")
-    if opacities.shape != (n,):
-        raise ValueError(f"opacities must be (N,) with N={n}; got {opacities.shape=}")
-    if colors.ndim != 2 or colors.shape[0] != n:
-        raise ValueError(f"colors must be (N, D) with N={n}; got {colors.shape=}")
-    if background.shape != colors.shape[1:]:
-        raise ValueError(f"background must be (D,) = {colors.shape[1:]}; got {background.shape=}")
+    if means2d.ndim < 2 or means2d.shape[-1] != 2:
+        raise ValueError(f"means2d must be (..., N, 2); got {means2d.shape=}")
+    lead, n = means2d.shape[:-2], means2d.shape[-2]
+    if conics.shape != lead + (n, 3):
+        raise ValueError(f"conics must be {lead + (n, 3)}; got {conics.shape=}")
+    if opacities.shape != lead + (n,):
+        raise ValueError(f"opacities must be {lead + (n,)}; got {opacities.shape=}")
+    if colors.ndim != len(lead) + 2 or colors.shape[:-1] != lead + (n,):
+        raise ValueError(f"colors must be {lead + (n, 'D')}; got {colors.shape=}")
+    if background.shape[-1:] != colors.shape[-1:]:
+        raise ValueError(f"background must be (..., D) with D = {colors.shape[-1]}; got {background.shape=}")
     if width < 1 or height < 1 or tile_size < 1:
         raise ValueError(f"image and tile sizes must be positive; got {width=} {height=} {tile_size=}")
     n_tiles = (-(-width // tile_size)) * (-(-height // tile_size))
-    if tile_offsets.shape != (n_tiles + 1,):
-        raise ValueError(f"tile_offsets must be (n_tiles + 1,) = ({n_tiles + 1},) for {width=} {height=} {tile_size=}; got {tile_offsets.shape=}")
-    if isect_gids.ndim != 1:
-        raise ValueError(f"isect_gids must be (E,); got {isect_gids.shape=}")
+    if tile_offsets.shape != lead + (n_tiles + 1,):
+        raise ValueError(f"tile_offsets must be {lead + (n_tiles + 1,)} for {width=} {height=} {tile_size=}; got {tile_offsets.shape=}")
+    if isect_gids.ndim != len(lead) + 1 or isect_gids.shape[:-1] != lead:
+        raise ValueError(f"isect_gids must be {lead + ('E',)}; got {isect_gids.shape=}")
 
 
 def _tile_layout(width, height, ts):
@@ -106,213 +124,284 @@ def _from_tiles(tiles, width, height, ts):
     return img[:height, :width]
 
 
-def _pixel_centres(tiles, n_tx, ts):
-    """(B,) tile ids -> (B, ts*ts) x and y pixel centres (+0.5, gsplat)."""
-    p = jnp.arange(ts * ts, dtype=jnp.int32)
-    px = (tiles % n_tx)[:, None] * ts + p % ts
-    py = (tiles // n_tx)[:, None] * ts + p // ts
-    return px.astype(jnp.float32) + 0.5, py.astype(jnp.float32) + 0.5
+def _queue(priority, busy):
+    """Tile ids, busy tiles first and longest work first (so the last slots to drain are short)."""
+    return jnp.argsort(jnp.where(busy, -priority, 1), stable=True).astype(jnp.int32)
 
 
-def _scan(op, x, reverse=False):
-    """Inclusive cumulative ``op`` along axis 1 (the chunk axis).
+def _run_slots(queue, n_busy, sink, cfg, load, advance, store, carry):
+    """Run every busy tile through a fixed window of ``cfg.window`` slots, refilling as tiles finish.
 
-    ``jnp.cumprod``/``jnp.cumsum`` lower to a reduce_window on CPU, O(K^2) work for K entries; the
-    associative scan does O(K log K) with slices XLA fuses.
+    queue (>= n_busy,) int32 tile ids, the n_busy busy ones first; ``sink`` is the id of a tile
+    with no work (empty slots hold it). The callbacks work on the (window,) slot tiles:
+    load(tiles) -> state of fresh slots; advance(state, tiles) -> (state, finished (window,), out)
+    runs one round of ``cfg.steps`` list entries; store(carry, tiles, state, finished, out) -> carry
+    saves the round's output and what finished tiles leave behind. Returns the final carry.
     """
-    return jax.lax.associative_scan(op, x, reverse=reverse, axis=1)
+    width = _window(queue.shape[0] - 1, cfg.window)
+    queue = jnp.concatenate([queue, jnp.full((width,), sink, jnp.int32)])
+    slot = jnp.arange(width, dtype=jnp.int32)
+    tiles = jnp.where(slot < n_busy, queue[:width], sink)
+
+    def body(args):
+        tiles, head, state, carry = args
+        state, finished, out = advance(state, tiles)
+        finished = finished | (tiles == sink)
+        carry = store(carry, tiles, state, finished, out)
+        rank = jnp.cumsum(finished.astype(jnp.int32)) - 1
+        take = head + rank
+        fresh = jnp.where(take < n_busy, queue[jnp.minimum(take, queue.shape[0] - 1)], sink)
+        tiles = jnp.where(finished, fresh, tiles)
+        state = jax.tree.map(lambda new, old: jnp.where(_expand(finished, new), new, old), load(tiles), state)
+        return tiles, head + rank[-1] + 1, state, carry
+
+    init = (tiles, jnp.minimum(n_busy, width), load(tiles), carry)
+    return jax.lax.while_loop(lambda a: jnp.any(a[0] != sink), body, init)[3]
 
 
-def _gather_chunk(means2d, conics, opacities, colors, isect_gids, idx, valid, px, py):
-    """Per-(tile, entry, pixel) quantities of equations (1)-(2) for one chunk.
+def _window(num_tiles: int, widest: int) -> int:
+    """Slots for ``num_tiles`` tiles: about an eighth of them (a head covers a third of the image,
+    so the window stays full until the queue drains), a power of two in [16, widest]."""
+    return int(min(widest, max(16, 2 ** round(math.log2(max(num_tiles, 1) / 8)))))
 
-    idx, valid: (B, K) list positions. Returns gids (B, K), d_x, d_y, sigma, vis = exp(-sigma),
-    raw alpha o vis (all (B, K, P)), alpha (B, K, P) after the clamp and skips, and the gathered
-    per-entry conics (B, K, 3), opacities (B, K) and colours (B, K, D).
+
+def _expand(mask, like):
+    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+class _Tiles(NamedTuple):
+    """A batch of images flattened into M = B n_tiles tiles (plus a sink tile M), for the loops."""
+
+    table: jax.Array  # (B N, 6 + D): mu_x, mu_y, a, b, c, opacity, colour
+    gids: jax.Array  # (B E,) Gaussian rows of ``table``, per image offset by b N
+    starts: jax.Array  # (M + 1,) first position of each tile's list in ``gids`` (sink: 0)
+    counts: jax.Array  # (M + 1,) list lengths (sink: 0)
+    origin: jax.Array  # (M + 1, 2) pixel x, y of each tile's top-left corner
+    pixel: jax.Array  # (2, P) pixel-centre offsets inside a tile (+0.5, gsplat)
+    inside: jax.Array  # (M + 1, P) bool, pixel lies in the image
+
+
+def _flatten(means2d, conics, opacities, colors, isect_gids, tile_offsets, width, height, ts) -> _Tiles:
+    lead, n, d = means2d.shape[:-2], means2d.shape[-2], colors.shape[-1]
+    b = math.prod(lead)
+    e = max(isect_gids.shape[-1], 1)
+    n_tx, _, n_tiles, p = _tile_layout(width, height, ts)
+    table = jnp.concatenate([means2d, conics, opacities[..., None], colors], axis=-1).reshape(b * n, 6 + d)
+    gids = isect_gids.reshape(b, -1)
+    gids = jnp.pad(gids, ((0, 0), (0, e - gids.shape[1])))
+    gids = (gids + (jnp.arange(b, dtype=jnp.int32) * n)[:, None]).reshape(b * e)
+    offsets = tile_offsets.reshape(b, n_tiles + 1)
+    starts = (offsets[:, :-1] + (jnp.arange(b, dtype=jnp.int32) * e)[:, None]).reshape(-1)
+    counts = (offsets[:, 1:] - offsets[:, :-1]).reshape(-1)
+    local = jnp.arange(n_tiles, dtype=jnp.int32)
+    origin = jnp.stack([local % n_tx, local // n_tx]) * ts
+    origin = jnp.pad(jnp.tile(origin, (1, b)), ((0, 0), (0, 1))).T.astype(table.dtype)
+    q = jnp.arange(p, dtype=jnp.int32)
+    pixel = jnp.stack([q % ts, q // ts]).astype(table.dtype) + 0.5
+    inside = _to_tiles(jnp.ones((height, width), bool), width, height, ts, False)
+    inside = jnp.concatenate([jnp.tile(inside, (b, 1)), jnp.zeros((1, p), bool)])
+    return _Tiles(table, gids.astype(jnp.int32), jnp.append(starts, 0).astype(jnp.int32),
+                  jnp.append(counts, 0).astype(jnp.int32), origin, pixel, inside)
+
+
+def _entry(t: _Tiles, start, pos, valid, origin):
+    """One list entry per tile of a window: equations (1)-(2) for all its pixels.
+
+    Returns gid (W,), the gathered row (W, 6 + D), d_x, d_y, vis = exp(-sigma), raw alpha o vis
+    and alpha (all (W, P)). Skips are folded in: vis = 0 where sigma < 0 or the entry is not
+    valid, alpha = 0 where (2) skips, so a pixel uses the entry iff alpha > 0.
     """
-    e = isect_gids.shape[0]
-    gid = jnp.where(valid, isect_gids[jnp.clip(idx, 0, e - 1)], 0)
-    mu = means2d[gid]
-    con = conics[gid]
-    op = jnp.where(valid, opacities[gid], 0.0)
-    col = colors[gid]
-    dx = mu[:, :, 0, None] - px[:, None, :]
-    dy = mu[:, :, 1, None] - py[:, None, :]
-    a, b, c = con[:, :, 0, None], con[:, :, 1, None], con[:, :, 2, None]
+    gid = t.gids[jnp.where(valid, start + pos, 0)]
+    row = t.table[gid]
+    dx = (row[:, 0] - origin[:, 0])[:, None] - t.pixel[0]
+    dy = (row[:, 1] - origin[:, 1])[:, None] - t.pixel[1]
+    a, b, c = row[:, 2, None], row[:, 3, None], row[:, 4, None]
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    vis = jnp.exp(-sigma)
-    raw = op[:, :, None] * vis
-    alpha = jnp.minimum(MAX_ALPHA, raw)
-    keep = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & valid[:, :, None]
-    return gid, dx, dy, vis, raw, jnp.where(keep, alpha, 0.0), keep, con, op, col
+    vis = jnp.where((sigma >= 0) & valid[:, None], jnp.exp(-sigma), 0.0)
+    raw = row[:, 5, None] * vis
+    alpha = jnp.where(raw >= ALPHA_THRESHOLD, jnp.minimum(MAX_ALPHA, raw), 0.0)
+    return gid, row, dx, dy, vis, raw, alpha
 
 
-def _tile_batches(num_chunks, batch, tile_body, carry):
-    """Run ``tile_body`` over the non-empty tiles, ``batch`` tiles at a time, longest lists first.
+def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, width, height, ts, cfg):
+    """Equations (1)-(3) for any leading batch dims. Returns C (..., H, W, D), T_final, n_contrib."""
+    lead, d = means2d.shape[:-2], colors.shape[-1]
+    t = _flatten(means2d, conics, opacities, colors, isect_gids, tile_offsets, width, height, ts)
+    m = t.counts.shape[0] - 1
+    steps, unroll = cfg.steps, cfg.unroll
 
-    num_chunks (n_tiles,) int32. Sorting tiles by their chunk count makes the tiles of a batch
-    similar in length, so little work is padding; empty tiles are never visited.
-    tile_body(carry, tiles (batch,), ok (batch,)) -> carry; padding slots hold the sink id n_tiles.
+    dtype = t.table.dtype
+
+    def load(tiles):
+        w = tiles.shape[0]
+        zeros = jnp.zeros((w, t.pixel.shape[1]), dtype)
+        return dict(trans=jnp.where(t.inside[tiles], 1.0, -1.0).astype(dtype), colour=(zeros,) * d,
+                    last=jnp.zeros(zeros.shape, jnp.int32), ptr=jnp.zeros((w,), jnp.int32))
+
+    def advance(state, tiles):
+        start, count, origin = t.starts[tiles], t.counts[tiles], t.origin[tiles]
+        ptr = state["ptr"]
+
+        def step(i, carry):
+            trans, colour, last = carry
+            for u in range(unroll):
+                pos = ptr + i * unroll + u
+                valid = pos < count
+                _, row, _, _, _, _, alpha = _entry(t, start, pos, valid, origin)
+                # XLA would otherwise recompute (1)-(2) inside every state update below.
+                alpha = jax.lax.optimization_barrier(alpha)
+                keep = (alpha > 0) & (trans > 0)  # a stopped pixel holds -T
+                t_next = trans * (1.0 - alpha)
+                stop = keep & (t_next <= TRANSMITTANCE_THRESHOLD)
+                contrib = keep & ~stop
+                w = jnp.where(contrib, alpha * trans, 0.0)
+                colour = tuple(c + w * row[:, 6 + k, None] for k, c in enumerate(colour))
+                last = jnp.where(contrib, (pos + 1)[:, None], last)
+                trans = jnp.where(stop, -trans, jnp.where(contrib, t_next, trans))
+            return trans, colour, last
+
+        trans, colour, last = jax.lax.fori_loop(0, steps // unroll, step,
+                                                (state["trans"], state["colour"], state["last"]))
+        ptr = jnp.minimum(ptr + steps, count)
+        finished = (ptr >= count) | ~jnp.any(trans > 0, axis=1)
+        return dict(trans=trans, colour=colour, last=last, ptr=ptr), finished, None
+
+    def store(carry, tiles, state, finished, _):
+        idx = jnp.where(finished, tiles, m)
+        return jax.tree.map(lambda c, v: c.at[idx].set(v), carry, (state["trans"], state["colour"], state["last"]))
+
+    zeros = jnp.zeros(t.inside.shape, dtype)
+    carry = (jnp.ones_like(zeros), (zeros,) * d, jnp.zeros(t.inside.shape, jnp.int32))  # untouched tiles: T = 1
+    busy = t.counts > 0
+    trans, colour, last = _run_slots(_queue(t.counts, busy), jnp.sum(busy), m, cfg, load, advance, store, carry)
+
+    def image(x):  # (M + 1, P, ...) tile-major -> (..., H, W, ...)
+        x = x[:m].reshape((math.prod(lead), m // math.prod(lead)) + x.shape[1:])
+        x = jax.vmap(lambda y: _from_tiles(y, width, height, ts))(x)
+        return x.reshape(lead + x.shape[1:])
+
+    return image(jnp.stack(colour, axis=-1)), image(jnp.abs(trans)), image(last)
+
+
+def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_final, n_contrib, v_out,
+              alpha_term, *, width, height, ts, cfg):
+    """Equations (5)-(7) for any leading batch dims; alpha_term = T_final (v_alpha - bg . v_out).
+
+    Returns the per-Gaussian gradient rows (..., N, 6 + D): means2d, conics, opacity, colour.
     """
-    n_tiles = num_chunks.shape[0]
-    order = jnp.argsort(-num_chunks, stable=True).astype(jnp.int32)
-    order = jnp.concatenate([order, jnp.full((batch,), n_tiles, jnp.int32)])
-    n_busy = jnp.sum(num_chunks > 0)
+    lead, n, d = means2d.shape[:-2], means2d.shape[-2], colors.shape[-1]
+    b = math.prod(lead)
+    t = _flatten(means2d, conics, opacities, colors, isect_gids, tile_offsets, width, height, ts)
+    m = t.counts.shape[0] - 1
+    steps, unroll = cfg.steps, cfg.unroll
+    dtype = t.table.dtype
 
-    def body(b, carry):
-        start = b * batch
-        ok = start + jnp.arange(batch) < n_busy
-        tiles = jnp.where(ok, jax.lax.dynamic_slice(order, (start,), (batch,)), n_tiles)
-        return tile_body(carry, tiles, ok)
+    def tiles_of(img, fill):
+        img = img.reshape((b, height, width) + img.shape[len(lead) + 2:])
+        x = jax.vmap(lambda y: _to_tiles(y, width, height, ts, fill))(img)
+        x = x.reshape((b * x.shape[1],) + x.shape[2:])
+        return jnp.concatenate([x, jnp.full((1,) + x.shape[1:], fill, x.dtype)])
 
-    return jax.lax.fori_loop(0, (n_busy + batch - 1) // batch, body, carry)
+    last_t = tiles_of(n_contrib, 0)
+    trans0 = tiles_of(T_final, 1.0)
+    v_out_t = tiles_of(v_out, 0.0)
+    v_out_t = tuple(v_out_t[..., k] for k in range(d))
+    aterm_t = tiles_of(alpha_term, 0.0)
+    hi = jnp.max(last_t, axis=1)
+    sink = b * n
+
+    def load(tiles):
+        trans = trans0[tiles]
+        return dict(trans=trans, behind=jnp.zeros_like(trans), ptr=hi[tiles], last=last_t[tiles],
+                    aterm=aterm_t[tiles], vo=tuple(v[tiles] for v in v_out_t))
+
+    def advance(state, tiles):
+        start, origin = t.starts[tiles], t.origin[tiles]
+        ptr, last, aterm, vo = state["ptr"], state["last"], state["aterm"], state["vo"]
+
+        def step(carry, i):
+            trans, behind = carry
+            rows, gids = [], []
+            for u in range(unroll):
+                pos = ptr - 1 - (i * unroll + u)
+                valid = pos >= 0
+                gid, row, dx, dy, vis, raw, alpha = _entry(t, start, pos, valid, origin)
+                keep = (alpha > 0) & (pos[:, None] < last)
+                om = 1.0 - alpha
+                trans = jnp.where(keep, trans / om, trans)  # T_i, in front of entry i
+                w = jnp.where(keep, alpha * trans, 0.0)
+                g = sum(row[:, 6 + k, None] * vo[k] for k in range(d))  # c_i . v_out
+                v_alpha = trans * g + (aterm - behind) / om
+                grad_ok = keep & (raw <= MAX_ALPHA)
+                v_sigma = jnp.where(grad_ok, -raw * v_alpha, 0.0)
+                behind = behind + w * g
+                sx, sy = jnp.sum(v_sigma * dx, axis=1), jnp.sum(v_sigma * dy, axis=1)
+                a, bb, c = row[:, 2], row[:, 3], row[:, 4]
+                cols = [a * sx + bb * sy, bb * sx + c * sy,
+                        0.5 * jnp.sum(v_sigma * dx * dx, axis=1), jnp.sum(v_sigma * dx * dy, axis=1),
+                        0.5 * jnp.sum(v_sigma * dy * dy, axis=1),
+                        jnp.sum(jnp.where(grad_ok, vis * v_alpha, 0.0), axis=1)]
+                cols += [jnp.sum(w * vo[k], axis=1) for k in range(d)]
+                rows.append(jnp.stack(cols, axis=-1))
+                gids.append(jnp.where(valid, gid, sink))
+            return (trans, behind), (jnp.stack(rows), jnp.stack(gids))
+
+        (trans, behind), out = jax.lax.scan(step, (state["trans"], state["behind"]), jnp.arange(steps // unroll))
+        ptr = jnp.maximum(ptr - steps, 0)
+        return dict(state, trans=trans, behind=behind, ptr=ptr), ptr <= 0, out
+
+    def store(grads, tiles, state, finished, out):
+        rows, gids = out
+        return grads.at[gids.reshape(-1)].add(rows.reshape(-1, 6 + d))
+
+    busy = hi > 0
+    grads = _run_slots(_queue(hi, busy), jnp.sum(busy), m, cfg, load, advance, store,
+                       jnp.zeros((sink + 1, 6 + d), dtype))
+    return grads[:sink].reshape(lead + (n, 6 + d))
+
+
+@functools.lru_cache(maxsize=None)
+def _batched(kind: str, width: int, height: int, ts: int, cfg: SplatConfig):
+    """``_fwd_flat`` / ``_bwd_flat`` as a function that ``jax.vmap`` batches by adding a leading dim.
+
+    Without this, vmap would turn the ladder's ``lax.switch`` into a select that runs every branch;
+    here a vmapped call simply composites all images' tiles together.
+    """
+    impl = functools.partial(_fwd_flat if kind == "fwd" else _bwd_flat, width=width, height=height, ts=ts, cfg=cfg)
+
+    @jax.custom_batching.custom_vmap
+    def fn(*args):
+        return impl(*args)
+
+    @fn.def_vmap
+    def rule(axis_size, in_batched, *args):
+        args = [x if bat else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, bat in zip(args, in_batched)]
+        out = fn(*args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return fn
 
 
 def rasterize_fwd_ref(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                       *, width: int, height: int, tile_size: int, config: SplatConfig | None = None):
-    """Equations (1)-(4). Returns out (H, W, D), T_final (H, W), n_contrib (H, W) int32."""
+    """Equations (1)-(4). Returns out (..., H, W, D), T_final (..., H, W), n_contrib (..., H, W) int32."""
     check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                  width=width, height=height, tile_size=tile_size)
     cfg = config or SplatConfig(tile_size=tile_size)
-    k_chunk, batch, ts = cfg.chunk, cfg.tile_batch, tile_size
-    n_tx, _, n_tiles, p = _tile_layout(width, height, ts)
-    d = colors.shape[1]
-    dtype = colors.dtype
-    starts = tile_offsets[:-1]
-    counts = tile_offsets[1:] - starts
-    num_chunks = (counts + k_chunk - 1) // k_chunk
-    starts_x = jnp.append(starts, 0)
-    counts_x = jnp.append(counts, 0)
-    kk = jnp.arange(k_chunk, dtype=jnp.int32)
-
-    # Per tile pixel results, plus a sink row n_tiles that padding slots write to.
-    inside = _to_tiles(jnp.ones((height, width), bool), width, height, ts, False)
-    inside_x = jnp.concatenate([inside, jnp.zeros((1, p), bool)])
-    num_chunks_x = jnp.append(num_chunks, 0)
-    results = dict(
-        T=jnp.ones((n_tiles + 1, p), dtype),
-        C=jnp.zeros((n_tiles + 1, p, d), dtype),
-        last=jnp.zeros((n_tiles + 1, p), jnp.int32),
-    )
-
-    def tile_body(results, tiles, ok):
-        px, py = _pixel_centres(tiles, n_tx, ts)
-        n_ch = num_chunks_x[tiles]
-        first, count = starts_x[tiles], counts_x[tiles]
-
-        def cond(state):
-            r, _, _, _, stopped = state
-            return jnp.any((n_ch > r) & ~jnp.all(stopped, axis=1))
-
-        def chunk(state):
-            r, t_in, c_acc, last, stopped = state
-            base = r * k_chunk
-            valid = base + kk < count[:, None]
-            _, _, _, _, _, alpha, keep, _, _, col = _gather_chunk(
-                means2d, conics, opacities, colors, isect_gids, first[:, None] + base + kk, valid, px, py)
-            alpha = jnp.where(keep & ~stopped[:, None, :], alpha, 0.0)
-            om = 1.0 - alpha
-            incl = t_in[:, None, :] * _scan(jnp.multiply, om)  # T after each entry
-            live = incl > TRANSMITTANCE_THRESHOLD  # T only decreases: a prefix of the chunk
-            contrib = live & (alpha > 0.0)
-            w = jnp.where(contrib, alpha * incl / om, 0.0)  # alpha_i T_i, T_i = T in front of i
-            c_acc = c_acc + jnp.einsum("bkp,bkd->bpd", w, col)
-            t_out = jnp.min(jnp.where(live, incl, t_in[:, None, :]), axis=1)
-            k_last = jnp.max(jnp.where(contrib, kk[None, :, None] + 1, 0), axis=1)
-            last = jnp.where(k_last > 0, base + k_last, last)
-            return r + 1, t_out, c_acc, last, stopped | ~live[:, -1, :]
-
-        init = (jnp.int32(0), jnp.ones((batch, p), dtype), jnp.zeros((batch, p, d), dtype),
-                jnp.zeros((batch, p), jnp.int32), ~inside_x[tiles])
-        _, t_out, c_acc, last, _ = jax.lax.while_loop(cond, chunk, init)
-        return dict(T=results["T"].at[tiles].set(t_out), C=results["C"].at[tiles].set(c_acc),
-                    last=results["last"].at[tiles].set(last))
-
-    carry = _tile_batches(num_chunks, batch, tile_body, results)
-    t_final = _from_tiles(carry["T"][:n_tiles], width, height, ts)
-    color = _from_tiles(carry["C"][:n_tiles], width, height, ts)
-    n_contrib = _from_tiles(carry["last"][:n_tiles], width, height, ts)
-    out = color + t_final[..., None] * background
-    return out, t_final, n_contrib
+    fn = _batched("fwd", width, height, tile_size, cfg)
+    colour, t_final, n_contrib = fn(means2d, conics, opacities, colors, isect_gids, tile_offsets)
+    return colour + t_final[..., None] * background[..., None, None, :], t_final, n_contrib
 
 
 def rasterize_bwd_ref(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                       T_final, n_contrib, v_out, v_alpha, *, width: int, height: int, tile_size: int,
                       config: SplatConfig | None = None):
-    """Equations (5)-(8). Returns v_means2d (N, 2), v_conics (N, 3), v_opacities (N,), v_colors (N, D), v_background (D,)."""
+    """Equations (5)-(8). Returns v_means2d (..., N, 2), v_conics (..., N, 3), v_opacities (..., N), v_colors (..., N, D), v_background (..., D)."""
     check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                  width=width, height=height, tile_size=tile_size)
     cfg = config or SplatConfig(tile_size=tile_size)
-    k_chunk, batch, ts = cfg.chunk, cfg.tile_batch, tile_size
-    n_tx, _, n_tiles, p = _tile_layout(width, height, ts)
-    n, d = colors.shape
-    dtype = colors.dtype
-    starts = tile_offsets[:-1]
-    starts_x = jnp.append(starts, 0)
-    counts_x = jnp.append(tile_offsets[1:] - starts, 0)
-    kk = jnp.arange(k_chunk, dtype=jnp.int32)
-    upper_incl = (kk[:, None] >= kk[None, :]).astype(dtype)  # [k, j] = 1 for k >= j
-    upper_strict = (kk[:, None] > kk[None, :]).astype(dtype)  # [k, j] = 1 for k > j
-
-    def tiles_x(img, fill):
-        t = _to_tiles(img, width, height, ts, fill)
-        return jnp.concatenate([t, jnp.full((1,) + t.shape[1:], fill, t.dtype)])
-
-    t_final_t = tiles_x(T_final, 1.0)
-    last_t = tiles_x(n_contrib, 0)
-    v_out_t = tiles_x(v_out, 0.0)
-    v_alpha_t = tiles_x(v_alpha, 0.0)
-    bg_dot = v_out_t @ background  # bg . v_out per pixel
-    num_chunks = (jnp.max(last_t[:n_tiles], axis=1) + k_chunk - 1) // k_chunk
-    num_chunks_x = jnp.append(num_chunks, 0)
-
-    # Per-Gaussian gradients, columns [means2d (2), conics (3), opacity (1), colours (D)], and a sink row n.
-    grads = jnp.zeros((n + 1, 6 + d), dtype)
-
-    def tile_body(grads, tiles, ok):
-        px, py = _pixel_centres(tiles, n_tx, ts)
-        n_ch = num_chunks_x[tiles]
-        first, count = starts_x[tiles], counts_x[tiles]
-        vo, last, t_fin = v_out_t[tiles], last_t[tiles], t_final_t[tiles]
-        alpha_term = t_fin * (v_alpha_t[tiles] - bg_dot[tiles])  # T_final (v_alpha - bg . v_out)
-
-        def cond(state):
-            return jnp.any(n_ch > state[0])
-
-        def chunk(state):
-            r, t_after, s_in, grads = state
-            base = (n_ch - 1 - r) * k_chunk
-            pos = base[:, None] + kk  # (B, K) positions within the tile lists
-            valid = (pos >= 0) & (pos < count[:, None])
-            gid, dx, dy, vis, raw, alpha, keep, con, op, col = _gather_chunk(
-                means2d, conics, opacities, colors, isect_gids, first[:, None] + pos, valid, px, py)
-            keep = keep & (pos[:, :, None] < last[:, None, :])
-            alpha = jnp.where(keep, alpha, 0.0)
-            om = 1.0 - alpha
-            # Reverse cumulative sums over the chunk as one matmul each (cheap to compile and run):
-            # T_i = T_after / prod_{j >= i}(1 - alpha_j) in log space; S_i . v_out = S_in + sum_{j > i} w_j c_j . v_out.
-            t_i = t_after[:, None, :] * jnp.exp(-jnp.einsum("bkp,kj->bjp", jnp.log1p(-alpha), upper_incl))
-            w = alpha * t_i
-            g = jnp.einsum("bkd,bpd->bkp", col, vo)  # c_i . v_out
-            wg = w * g
-            behind = s_in[:, None, :] + jnp.einsum("bkp,kj->bjp", wg, upper_strict)
-            v_a = t_i * g + (alpha_term[:, None, :] - behind) / om
-            grad_ok = keep & (raw <= MAX_ALPHA)
-            v_sigma = jnp.where(grad_ok, -raw * v_a, 0.0)
-            a, b, c = con[:, :, 0, None], con[:, :, 1, None], con[:, :, 2, None]
-            v_con = jnp.stack([jnp.sum(0.5 * v_sigma * dx * dx, -1), jnp.sum(v_sigma * dx * dy, -1),
-                               jnp.sum(0.5 * v_sigma * dy * dy, -1)], axis=-1)
-            v_mu = jnp.stack([jnp.sum(v_sigma * (a * dx + b * dy), -1),
-                              jnp.sum(v_sigma * (b * dx + c * dy), -1)], axis=-1)
-            v_op = jnp.sum(jnp.where(grad_ok, vis * v_a, 0.0), -1)
-            v_col = jnp.einsum("bkp,bpd->bkd", w, vo)
-            rows = jnp.concatenate([v_mu, v_con, v_op[..., None], v_col], axis=-1)
-            grads = grads.at[jnp.where(valid, gid, n)].add(rows)
-            return r + 1, t_i[:, 0, :], s_in + jnp.sum(wg, axis=1), grads
-
-        init = (jnp.int32(0), t_fin, jnp.zeros((batch, p), dtype), grads)
-        return jax.lax.while_loop(cond, chunk, init)[3]
-
-    carry = _tile_batches(num_chunks, batch, tile_body, grads)
-    v_background = jnp.einsum("hw,hwd->d", T_final, v_out)
-    return carry[:n, 0:2], carry[:n, 2:5], carry[:n, 5], carry[:n, 6:], v_background
+    alpha_term = T_final * (v_alpha - jnp.einsum("...hwd,...d->...hw", v_out, background))
+    fn = _batched("bwd", width, height, tile_size, cfg)
+    g = fn(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_final, n_contrib, v_out, alpha_term)
+    v_background = jnp.einsum("...hw,...hwd->...d", T_final, v_out)
+    return g[..., 0:2], g[..., 2:5], g[..., 5], g[..., 6:], v_background

@@ -40,7 +40,7 @@ def _scene(key):
 def _composite_grads(means2d, conics, opac, colors, bg, ct_out, ct_alpha, *, backend):
     depths = jnp.arange(means2d.shape[0], dtype=jnp.float32) * 0.01
     radii = jnp.full((means2d.shape[0], 2), 40, jnp.int32)
-    bins = binning.bin_gaussians(means2d, radii, depths, width=W, height=H, tile_size=16, capacity=8 * N)
+    bins = binning.bin_gaussians(means2d, radii, depths, conics, opac, width=W, height=H, tile_size=16, capacity=8 * N)
 
     def ours(*x):
         out, alpha, _ = rasterize(*x, bins.isect_gids, bins.tile_offsets, width=W, height=H, tile_size=16,

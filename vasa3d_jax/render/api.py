@@ -87,7 +87,7 @@ def _render_one(g: Gaussians, viewmat, K, background, offset, *, camera: Camera,
     feats = jnp.concatenate([colors, p.depths[:, None]], axis=-1)
     bg = jnp.concatenate([background, jnp.zeros((1,), background.dtype)])
     means2d = p.means2d + offset
-    bins = binning.bin_gaussians(means2d, p.radii, p.depths, width=w, height=h,
+    bins = binning.bin_gaussians(means2d, p.radii, p.depths, p.conics, p.opacities, width=w, height=h,
                                  tile_size=config.tile_size, capacity=capacity)
     out, alpha, _ = rasterize(means2d, p.conics, p.opacities, feats, bg, bins.isect_gids, bins.tile_offsets,
                               width=w, height=h, tile_size=config.tile_size, implementation=implementation,
