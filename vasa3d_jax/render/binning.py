@@ -57,6 +57,9 @@ class TileBins:
     max_tile_count: jax.Array
 
 
+COARSEN = 2  # pairs are emitted and sorted with tiles COARSEN x the compositing tile, then split
+
+
 def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
     """(tiles across, tiles down) = (ceil(W / ts), ceil(H / ts))."""
     return -(-width // tile_size), -(-height // tile_size)
@@ -82,8 +85,9 @@ def tile_boxes(means2d: jax.Array, radii: jax.Array, *, width: int, height: int,
 
 
 def count_isects(means2d: jax.Array, radii: jax.Array, *, width: int, height: int, tile_size: int) -> jax.Array:
-    """(N,) int32 tiles touched by each Gaussian (0 where culled)."""
-    x0, x1, y0, y1 = tile_boxes(means2d, radii, width=width, height=height, tile_size=tile_size)
+    """(N,) int32 pairs each Gaussian emits for compositing tiles of ``tile_size``: the tiles of
+    COARSEN x ``tile_size`` its box touches (0 where culled); their sum is the capacity needed."""
+    x0, x1, y0, y1 = tile_boxes(means2d, radii, width=width, height=height, tile_size=COARSEN * tile_size)
     return (x1 - x0) * (y1 - y0)
 
 
@@ -131,10 +135,10 @@ def depth_order(depths: jax.Array, visible: jax.Array) -> jax.Array:
 def _reaches_tile(params, tx, ty, tile_size):
     """Whether a Gaussian can reach alpha >= 1/255 at some pixel centre of tile (tx, ty).
 
-    params (E, 6): mu_x, mu_y, conic a, b, c, opacity; tx, ty (E,) int32. Conservative: the
+    params (..., 6): mu_x, mu_y, conic a, b, c, opacity; tx, ty int32 (broadcasting). Conservative: the
     rectangle of pixel centres contains every centre, and the margin covers float32 rounding.
     """
-    mx, my, a, b, c, o = (params[:, k] for k in range(6))
+    mx, my, a, b, c, o = (params[..., k] for k in range(6))
     lo_x = mx - (tx * tile_size + tile_size - 0.5)  # d = mu2d - p over the rectangle of centres
     hi_x = mx - (tx * tile_size + 0.5)
     lo_y = my - (ty * tile_size + tile_size - 0.5)
@@ -178,10 +182,13 @@ def bin_gaussians(
     n = means2d.shape[0]
     n_tx, n_ty = tile_grid(width, height, tile_size)
     n_tiles = n_tx * n_ty
-    x0, x1, y0, y1 = tile_boxes(means2d, radii, width=width, height=height, tile_size=tile_size)
-    counts = (x1 - x0) * (y1 - y0)
-    per_tile = tile_counts(means2d, radii, width=width, height=height, tile_size=tile_size)
+    coarse = COARSEN * tile_size
+    c_tx, c_ty = tile_grid(width, height, coarse)
+    c_tiles = c_tx * c_ty
+    x0, x1, y0, y1 = tile_boxes(means2d, radii, width=width, height=height, tile_size=coarse)
+    counts = (x1 - x0) * (y1 - y0)  # = count_isects
 
+    # (a) Box pairs with the coarse tiles, in (tile, depth, id) order.
     order = depth_order(depths, counts > 0)
     counts_r = counts[order]
     cum = jnp.cumsum(counts_r)
@@ -193,28 +200,42 @@ def bin_gaussians(
     marks = jnp.zeros((capacity,), jnp.int32).at[jnp.where(counts_r > 0, first, capacity)].max(ranks, mode="drop")
     rank = jax.lax.associative_scan(jnp.maximum, marks)
     slot = jnp.arange(capacity, dtype=jnp.int32)
-    valid = slot < total
-    # One gather per slot of everything the slot needs: its Gaussian's first slot and box (int32,
-    # carried as float32 bits) and its screen-space parameters.
-    ints = jnp.concatenate([first[:, None], jnp.stack([x0, jnp.maximum(x1 - x0, 1), y0], axis=1)[order]], axis=1)
-    params = jax.lax.stop_gradient(jnp.concatenate([means2d, conics, opacities[:, None]], axis=1))[order]
-    row = jnp.concatenate([jax.lax.bitcast_convert_type(ints, jnp.float32), params], axis=1)[rank]
-    box = jax.lax.bitcast_convert_type(row[:, :4], jnp.int32)
+    box = jnp.concatenate([first[:, None], jnp.stack([x0, jnp.maximum(x1 - x0, 1), y0], axis=1)[order]], axis=1)[rank]
     local = slot - box[:, 0]
-    tx, ty = box[:, 1] + local % box[:, 2], box[:, 3] + local // box[:, 2]
-    valid = valid & _reaches_tile(row[:, 4:], tx, ty, tile_size)
-    tile = jnp.where(valid, ty * n_tx + tx, n_tiles)  # padding and dropped pairs sort after every real tile
-
-    if (n_tiles + 1) * n < 2**31:
-        key = jnp.sort(tile * n + jnp.where(valid, rank, 0))
-        sorted_tile = key // n
+    tile = (box[:, 3] + local // box[:, 2]) * c_tx + box[:, 1] + local % box[:, 2]
+    tile = jnp.where(slot < total, tile, c_tiles)  # padding sorts after every real tile
+    if (c_tiles + 1) * n < 2**31:
+        key = jnp.sort(tile * n + jnp.where(slot < total, rank, 0))
+        coarse_tile = key // n
         gids = order[key % n]
     else:
-        sorted_tile, sorted_rank = jax.lax.sort((tile, jnp.where(valid, rank, 0)), num_keys=2)
+        coarse_tile, sorted_rank = jax.lax.sort((tile, jnp.where(slot < total, rank, 0)), num_keys=2)
         gids = order[sorted_rank]
-    offsets = jnp.searchsorted(sorted_tile, jnp.arange(n_tiles + 1, dtype=jnp.int32), side="left")
+    coarse_offsets = jnp.searchsorted(coarse_tile, jnp.arange(c_tiles + 1, dtype=jnp.int32), side="left")
+
+    # (b) Each coarse list, filtered by the ellipse test, gives the lists of its 2 x 2 fine tiles;
+    # filtering keeps the depth order, so the fine lists need no second sort.
+    params = jax.lax.stop_gradient(jnp.concatenate([means2d, conics, opacities[:, None]], axis=1))[gids]
+    ctile = jnp.minimum(coarse_tile, c_tiles - 1)
+    sub = jnp.arange(COARSEN * COARSEN, dtype=jnp.int32)
+    fx = (ctile % c_tx)[:, None] * COARSEN + sub % COARSEN  # (E, 4) fine tile of each sub-tile
+    fy = (ctile // c_tx)[:, None] * COARSEN + sub // COARSEN
+    keep = (coarse_tile < c_tiles)[:, None] & (fx < n_tx) & (fy < n_ty)
+    keep = keep & _reaches_tile(params[:, None, :], fx, fy, tile_size)
+    run = jax.lax.associative_scan(jnp.add, keep.astype(jnp.int32), axis=0)  # kept so far, per sub-tile
+    run0 = jnp.concatenate([jnp.zeros((1, sub.shape[0]), jnp.int32), run])  # run0[i] = kept before slot i
+    before = run0[coarse_offsets]  # (c_tiles + 1, 4)
+    per_fine = (before[1:] - before[:-1]).reshape(c_ty, c_tx, COARSEN, COARSEN)
+    per_fine = per_fine.transpose(0, 2, 1, 3).reshape(c_ty * COARSEN, c_tx * COARSEN)[:n_ty, :n_tx]
+    offsets = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(per_fine.reshape(-1))])
+    fine = fy * n_tx + fx
+    target = offsets[jnp.minimum(fine, n_tiles - 1)] + run - before[ctile] - 1
+    target = jnp.where(keep, target, COARSEN * COARSEN * capacity)
+    fine_gids = jnp.zeros((COARSEN * COARSEN * capacity,), jnp.int32).at[target.reshape(-1)].set(
+        jnp.broadcast_to(gids[:, None], target.shape).reshape(-1), mode="drop", unique_indices=True)
+    per_tile = tile_counts(means2d, radii, width=width, height=height, tile_size=tile_size)
     return TileBins(
-        isect_gids=gids.astype(jnp.int32),
+        isect_gids=fine_gids,
         tile_offsets=offsets.astype(jnp.int32),
         tile_counts=per_tile,
         num_isects=total.astype(jnp.int32),
