@@ -9,7 +9,7 @@ Scenes (``tests/render/render_scenes.py::head_scene``): means uniform in the sol
 radii (0.09, 0.12, 0.11) m, scales log-uniform in [1, 6] mm, opacities uniform in [0.3, 1], random
 rotations and RGB colours; camera 0.6 m in front, focal 1.5 x image size, centred principal point.
 For each scene it prints one JSON line: forward ms and forward+backward ms (median of ``--runs``
-runs after compilation; the backward is the gradient with respect to every Gaussian attribute and
+runs after compilation, and the fastest run: the machine is a shared VM; the backward is the gradient with respect to every Gaussian attribute and
 the background of a random linear loss), compile seconds, XLA's temp memory of the compiled
 programs and the process's peak RSS, visible Gaussians, intersections and the most Gaussians in one
 tile; for scenes where N H W <= 5e8, the same forward figures for the dense reference
@@ -65,7 +65,7 @@ def _timed(fn, *args, runs):
         times.append((time.perf_counter() - t0) * 1e3)
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
-    return float(np.median(times)), compile_s, temp
+    return float(np.median(times)), compile_s, temp, float(np.min(times))
 
 
 def bench_scene(name: str, cfg) -> dict:
@@ -83,16 +83,17 @@ def bench_scene(name: str, cfg) -> dict:
         return jnp.sum(render(g, cam, bg, backend="xla", capacity=capacity).rgb * ct)
 
     fwd_bwd = jax.grad(loss, argnums=(0, 1))
-    fwd_ms, fwd_compile, fwd_temp = _timed(fwd, g, bg, runs=cfg.runs)
-    fb_ms, fb_compile, fb_temp = _timed(fwd_bwd, g, bg, runs=cfg.runs)
+    fwd_ms, fwd_compile, fwd_temp, fwd_min = _timed(fwd, g, bg, runs=cfg.runs)
+    fb_ms, fb_compile, fb_temp, fb_min = _timed(fwd_bwd, g, bg, runs=cfg.runs)
     _, _, vis, isects, max_tile, overflow = jax.jit(fwd)(g, bg)
     row = dict(name=name, gaussians=n, size=size, fwd_ms=round(fwd_ms, 2), fwd_bwd_ms=round(fb_ms, 2),
+               fwd_ms_min=round(fwd_min, 2), fwd_bwd_ms_min=round(fb_min, 2),
                compile_s=round(fwd_compile + fb_compile, 1), fwd_compile_s=round(fwd_compile, 1),
                fwd_bwd_compile_s=round(fb_compile, 1), xla_temp_mb_fwd=_mb(fwd_temp),
                xla_temp_mb_fwd_bwd=_mb(fb_temp), visible=int(vis), isects=int(isects), capacity=capacity,
                isect_overflow=int(overflow), max_per_tile=int(max_tile))
     if n * size * size <= DENSE_LIMIT:
-        dense_ms, dense_compile, _ = _timed(lambda g, bg: dense_render(g, cam, bg)[0], g, bg, runs=max(1, cfg.runs // 3))
+        dense_ms, dense_compile, _, _ = _timed(lambda g, bg: dense_render(g, cam, bg)[0], g, bg, runs=max(1, cfg.runs // 3))
         row.update(dense_fwd_ms=round(dense_ms, 1), dense_compile_s=round(dense_compile, 1),
                    dense_over_xla_fwd=round(dense_ms / fwd_ms, 1))
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -4,8 +4,9 @@ Defaults: 16x16-pixel tiles for the Pallas kernels (gsplat 1.5.3 ``rasterization
 256 pixels, a power of two as Triton needs) and 8x8 for the XLA path (every (Gaussian, tile) pair
 evaluates all pixels of the tile, so smaller tiles waste less work around small splats: 2x faster
 forward and backward on the 5k_256 benchmark scene; the image does not depend on the tile size,
-``reference/splatting.md`` 1.4); rounds of 16 steps, 2 entries per loop iteration and windows of 256 tiles for the XLA
-path (``reference.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
+``reference/splatting.md`` 1.4; 4- and 16-pixel tiles were slower on the 20k_512 scene); rounds of
+16 steps, 2 entries per loop iteration and windows of up to 256 tiles for the XLA path
+(``reference.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ class SplatConfig:
     """Static parameters of the compositing stage (hashable; safe as a jit static argument).
 
     tile_size:  tile edge in pixels (gsplat default 16; the XLA path's default is 8, see above)
-    steps:      list entries each tile of the window advances per round, between compactions (XLA path)
+    steps:      list entries each tile of the window advances per round, between refills (XLA path)
     unroll:     entries per loop iteration (XLA path; divides ``steps``)
     window:     tiles composited side by side (XLA path): slots refilled as tiles finish
     isects_per_gaussian: default intersection capacity per Gaussian when ``render`` gets no
-                capacity (a Gaussian of radius r pixels touches about (2r / tile_size + 1)^2 tiles;
-                16 covers radii up to ~16 px, head avatars at 512^2; size larger scenes with
+                capacity (a Gaussian of radius r pixels touches about (2r / b + 1)^2 binning tiles of
+                b = 2 tile_size pixels; 16 covers radii up to ~3 b / 2, head avatars at 512^2; size larger scenes with
                 ``vasa3d_jax.render.required_capacity``)
     """
 

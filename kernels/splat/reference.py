@@ -40,27 +40,26 @@ front of i and S_i = sum_{j > i} c_j alpha_j T_j the colour behind it:
         dL/do_i = exp(-sigma_i) dL/dalpha_i
     (8) dL/dbg = sum_p T_final v_out
 
-How the XLA path runs it. XLA:CPU runs a fused elementwise loop at ~1-2 ns per element, and the
-work that matters is the (pixel, entry) pairs a tile visits before all its pixels have stopped,
-so the schedule is "one list entry per step for every tile that still has work":
+How the XLA path runs it. XLA:CPU runs a fused elementwise loop at a few ns per element, and the
+work that matters is the (pixel, entry) pairs a tile visits before all its pixels have stopped, so
+the schedule is "one list entry per step for every tile in a window of busy tiles":
 
-- State lives per tile, (tiles, ts^2) per channel (colour channels as separate arrays, so each
-  step is a few fused loops and nothing is recomputed per channel). A stopped pixel keeps -T, so
+- A window of ``config.window`` slots (fewer for small images, see ``_window``) holds tiles; the
+  state of a slot is per pixel, one (slots, ts^2) array per channel (separate arrays, so a step is
+  a handful of fused loops and nothing is recomputed per channel). A stopped pixel keeps -T, so
   one array carries both the transmittance and the stop flag.
-- Each step reads the next entry of every tile in a window of active tiles (one gather of a packed
-  (N, 6 + D) Gaussian table), applies (1)-(3) to all their pixels and advances; ``config.unroll``
-  entries per loop iteration, ``config.steps`` per round.
-- After a round, tiles whose pixels have all stopped or whose list is exhausted leave the window;
-  the window is compacted and the next round runs at the narrowest width of a static ladder
-  (``config.min_window`` x 2^k) that holds every active tile. Work is therefore proportional to
-  the entries each tile needs (within a factor of two), and long lists of a few busy tiles do not
-  hold up the rest.
-- The backward walks each tile from its last contributing entry down to 0 with the same windows,
+- Each step reads the next entry of every slot's list (one gather of a packed (N, 6 + D) Gaussian
+  table), applies (1)-(3) to all their pixels and advances; ``config.unroll`` entries per loop
+  iteration, ``config.steps`` per round.
+- After a round, slots whose tile has stopped at every pixel or exhausted its list store their
+  results and take the next tiles of a queue ordered longest list first, so the window stays full
+  and the work is the entries each tile needs, rounded up to a round, plus a short drain at the end.
+- The backward walks each tile from its last contributing entry down to 0 with the same slots,
   recovering T_i = T_{i+1} / (1 - alpha_i) and S_i as running per-pixel state (as gsplat), reduces
-  each entry's gradient over the tile's pixels and scatter-adds one round's rows into the
+  each entry's gradient over the tile's pixels and scatter-adds a round's rows into the
   per-Gaussian gradients at once.
-- A batch of images is one flat set of tiles (Gaussian ids offset per image), so vmapped renders
-  share the windows instead of running every branch of the ladder.
+- A batch of images is one flat set of tiles (Gaussian ids offset per image, ``jax.custom_batching``
+  under vmap), so batched renders share one window.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def render(
     (..., 3); all leading dims broadcast. backend: "xla" (pure JAX), "pallas" (Pallas kernels,
     interpret mode off GPU) or "auto" (Pallas on GPU, XLA otherwise). antialiased: gsplat's
     rasterize_mode="antialiased" (opacity times the blur compensation). capacity: static number of
-    (Gaussian, tile) pairs (default ``config.default_capacity(N)``; ``required_capacity`` measures a
+    (Gaussian, binning tile) pairs, binning tiles being ``binning.COARSEN`` x the compositing tile (default ``config.default_capacity(N)``; ``required_capacity`` measures a
     scene; ``isect_overflow`` > 0 in the output says it was too small). means2d_offset: optional
     (..., N, 2) added to the projected centres; pass zeros and differentiate with respect to it to
     get the screen-space gradient that densification uses (gsplat's ``meta["means2d"].grad``).

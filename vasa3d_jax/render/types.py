@@ -88,9 +88,9 @@ class RenderOutput:
     radii:   (..., N, 2) int32, per-axis screen radius in pixels (0 = culled)
     means2d: (..., N, 2) float32, projected centres in pixels (its gradient drives densification)
     num_visible:   (...) int32, Gaussians that survived culling
-    num_isects:    (...) int32, (Gaussian, tile) pairs the scene needs
+    num_isects:    (...) int32, (Gaussian, binning tile) pairs the scene needs (the capacity it needs)
     isect_overflow:(...) int32, pairs dropped because the capacity was too small (0 = exact image)
-    max_tile_count:(...) int32, most Gaussians in one tile
+    max_tile_count:(...) int32, most Gaussians whose box touches one (compositing) tile
     """
 
     rgb: jax.Array
