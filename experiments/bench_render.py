@@ -9,10 +9,10 @@ Scenes (``tests/render/render_scenes.py::head_scene``): means uniform in the sol
 radii (0.09, 0.12, 0.11) m, scales log-uniform in [1, 6] mm, opacities uniform in [0.3, 1], random
 rotations and RGB colours; camera 0.6 m in front, focal 1.5 x image size, centred principal point.
 For each scene it prints one JSON line: forward ms and forward+backward ms (median of ``--runs``
-runs after compilation, and the fastest run: the machine is a shared VM; the backward is the gradient with respect to every Gaussian attribute and
-the background of a random linear loss), compile seconds, XLA's temp memory of the compiled
-programs and the process's peak RSS, visible Gaussians, intersections and the most Gaussians in one
-tile; for scenes where N H W <= 5e8, the same forward figures for the dense reference
+runs after compilation, and the fastest run, as the machine is a shared VM; the backward is the
+gradient with respect to every Gaussian attribute and the background of a random linear loss),
+compile seconds, XLA's temp memory of the compiled programs and the process's peak RSS, visible
+Gaussians, intersections and the most Gaussians in one tile; for scenes where N H W <= 5e8, the same forward figures for the dense reference
 (``vasa3d_jax.render.dense_render``) and the speed ratio. The last line is one JSON object with a
 ``scenes`` list, plus the load average while it ran (the machine is shared).
 
