@@ -46,16 +46,19 @@ def _halves(implementation: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _make_rasterize(width: int, height: int, tile_size: int, implementation: str, config: SplatConfig):
+def _make_rasterize(width: int, height: int, tile_size: int, implementation: str, config: SplatConfig,
+                    with_n_contrib: bool):
     fwd_fn, bwd_fn = _halves(implementation)
     static = dict(width=width, height=height, tile_size=tile_size)
+    primal = {}
     if implementation == "xla":
         static["config"] = config
+        primal["with_n_contrib"] = with_n_contrib
 
     @jax.custom_vjp
     def rasterize_vjp(means2d, conics, opacities, colors, background, isect_gids, tile_offsets):
         out, t_final, n_contrib = fwd_fn(means2d, conics, opacities, colors, background, isect_gids,
-                                         tile_offsets, **static)
+                                         tile_offsets, **static, **primal)
         return out, 1.0 - t_final, n_contrib
 
     def _fwd(means2d, conics, opacities, colors, background, isect_gids, tile_offsets):
@@ -75,11 +78,13 @@ def _make_rasterize(width: int, height: int, tile_size: int, implementation: str
 
 def rasterize(means2d, conics, opacities, colors, background, isect_gids, tile_offsets, *,
               width: int, height: int, tile_size: int | None = None, implementation: str = "xla",
-              config: SplatConfig | None = None):
+              config: SplatConfig | None = None, with_n_contrib: bool = True):
     """Composite sorted Gaussians into an image (contract: ``reference.py``), differentiably.
 
     Returns out (H, W, D) = C + T bg, alpha (H, W) = 1 - T_final, n_contrib (H, W) int32. Gradients
     flow to means2d, conics, opacities, colors and background through the hand-written backward.
+    ``with_n_contrib=False`` lets a call that is not differentiated skip n_contrib (then zeros on
+    the XLA path; a differentiated call always computes it for its backward).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"{implementation=} must be one of {IMPLEMENTATIONS}")
@@ -89,6 +94,6 @@ def rasterize(means2d, conics, opacities, colors, background, isect_gids, tile_o
         config = dataclasses.replace(config, tile_size=tile_size)
     reference.check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                            width=width, height=height, tile_size=tile_size)
-    fn = _make_rasterize(width, height, tile_size, implementation, config)
+    fn = _make_rasterize(width, height, tile_size, implementation, config, with_n_contrib)
     return fn(means2d, conics, opacities, colors, jnp.asarray(background, colors.dtype),
               isect_gids, tile_offsets)

@@ -222,8 +222,10 @@ def _entry(t: _Tiles, start, pos, valid, origin):
     return gid, row, dx, dy, vis, raw, alpha
 
 
-def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, width, height, ts, cfg):
-    """Equations (1)-(3) for any leading batch dims. Returns C (..., H, W, D), T_final, n_contrib."""
+def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, width, height, ts, cfg,
+              with_n_contrib=True):
+    """Equations (1)-(3) for any leading batch dims. Returns C (..., H, W, D), T_final, n_contrib
+    (zeros unless ``with_n_contrib``: tracking it costs a seventh of the forward)."""
     lead, d = means2d.shape[:-2], colors.shape[-1]
     t = _flatten(means2d, conics, opacities, colors, isect_gids, tile_offsets, width, height, ts)
     m = t.counts.shape[0] - 1
@@ -255,7 +257,8 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
                 contrib = keep & ~stop
                 w = jnp.where(contrib, alpha * trans, 0.0)
                 colour = tuple(c + w * row[:, 6 + k, None] for k, c in enumerate(colour))
-                last = jnp.where(contrib, (pos + 1)[:, None], last)
+                if with_n_contrib:
+                    last = jnp.where(contrib, (pos + 1)[:, None], last)
                 trans = jnp.where(stop, -trans, jnp.where(contrib, t_next, trans))
             return trans, colour, last
 
@@ -360,13 +363,14 @@ def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_fi
 
 
 @functools.lru_cache(maxsize=None)
-def _batched(kind: str, width: int, height: int, ts: int, cfg: SplatConfig):
+def _batched(kind: str, width: int, height: int, ts: int, cfg: SplatConfig, **options):
     """``_fwd_flat`` / ``_bwd_flat`` as a function that ``jax.vmap`` batches by adding a leading dim.
 
     Without this, vmap would turn the ladder's ``lax.switch`` into a select that runs every branch;
     here a vmapped call simply composites all images' tiles together.
     """
-    impl = functools.partial(_fwd_flat if kind == "fwd" else _bwd_flat, width=width, height=height, ts=ts, cfg=cfg)
+    impl = functools.partial(_fwd_flat if kind == "fwd" else _bwd_flat, width=width, height=height, ts=ts, cfg=cfg,
+                             **options)
 
     @jax.custom_batching.custom_vmap
     def fn(*args):
@@ -382,12 +386,14 @@ def _batched(kind: str, width: int, height: int, ts: int, cfg: SplatConfig):
 
 
 def rasterize_fwd_ref(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
-                      *, width: int, height: int, tile_size: int, config: SplatConfig | None = None):
-    """Equations (1)-(4). Returns out (..., H, W, D), T_final (..., H, W), n_contrib (..., H, W) int32."""
+                      *, width: int, height: int, tile_size: int, config: SplatConfig | None = None,
+                      with_n_contrib: bool = True):
+    """Equations (1)-(4). Returns out (..., H, W, D), T_final (..., H, W), n_contrib (..., H, W) int32
+    (all zeros when not ``with_n_contrib``: a render that is not differentiated skips it)."""
     check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                  width=width, height=height, tile_size=tile_size)
     cfg = config or SplatConfig(tile_size=tile_size)
-    fn = _batched("fwd", width, height, tile_size, cfg)
+    fn = _batched("fwd", width, height, tile_size, cfg, with_n_contrib=with_n_contrib)
     colour, t_final, n_contrib = fn(means2d, conics, opacities, colors, isect_gids, tile_offsets)
     return colour + t_final[..., None] * background[..., None, None, :], t_final, n_contrib
 

@@ -13,7 +13,7 @@ import pytest
 from vasa3d_jax.kernels.splat import reference
 from vasa3d_jax.kernels.splat.config import SplatConfig
 
-from test_splat_pallas import SCENES, TS, H, W, _args, _assert_grads_close, _build, _bwd_ref, _cotangents, _fwd_ref
+from test_splat_pallas import D, SCENES, TS, H, W, _args, _assert_grads_close, _build, _bwd_ref, _cotangents, _fwd_ref
 
 
 def test_leading_dims_and_nested_vmap_equal_per_item_calls():
@@ -61,3 +61,25 @@ def test_schedule_does_not_change_results(steps, unroll, window):
     v_out, v_alpha = _cotangents(5)
     _assert_grads_close(bwd(*args, *want[1:], v_out, v_alpha), _bwd_ref(H, W, TS)(*args, *want[1:], v_out, v_alpha),
                         1e-6, f"schedule {steps},{unroll},{window}")
+
+
+def test_forward_without_n_contrib_gives_the_same_image():
+    """A render that is not differentiated skips n_contrib: same image and alpha, n_contrib zeros;
+    differentiating through ``rasterize`` still uses the full forward."""
+    from vasa3d_jax.kernels.splat import rasterize
+
+    scene, _, gids, offsets = _build("random")
+    args = _args(scene, gids, offsets)
+    lean = jax.jit(functools.partial(reference.rasterize_fwd_ref, width=W, height=H, tile_size=TS, with_n_contrib=False))
+    got, want = lean(*args), _fwd_ref(H, W, TS)(*args)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+    assert not np.asarray(got[2]).any() and np.asarray(want[2]).any()
+
+    def loss(flag, *x):
+        out, alpha, _ = rasterize(*x, *args[5:], width=W, height=H, tile_size=TS, with_n_contrib=flag)
+        return jnp.sum(out * jnp.arange(D)) + jnp.sum(alpha)
+
+    for a, b in zip(jax.grad(functools.partial(loss, False), argnums=range(5))(*args[:5]),
+                    jax.grad(functools.partial(loss, True), argnums=range(5))(*args[:5])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -91,7 +91,7 @@ def _render_one(g: Gaussians, viewmat, K, background, offset, *, camera: Camera,
                                  tile_size=config.tile_size, capacity=capacity)
     out, alpha, _ = rasterize(means2d, p.conics, p.opacities, feats, bg, bins.isect_gids, bins.tile_offsets,
                               width=w, height=h, tile_size=config.tile_size, implementation=implementation,
-                              config=config)
+                              config=config, with_n_contrib=False)
     return RenderOutput(
         rgb=out[..., :3],
         alpha=alpha,
