@@ -45,9 +45,10 @@ work that matters is the (pixel, entry) pairs a tile visits before all its pixel
 the schedule is "one list entry per step for every tile in a window of busy tiles":
 
 - A window of ``config.window`` slots (fewer for small images, see ``_window``) holds tiles; the
-  state of a slot is per pixel, one (slots, ts^2) array per channel (separate arrays, so a step is
-  a handful of fused loops and nothing is recomputed per channel). A stopped pixel keeps -T, so
-  one array carries both the transmittance and the stop flag.
+  state of a slot is per pixel: T (slots, ts^2), colour (slots, D, ts^2), pixels minor. A stopped
+  pixel keeps -T, so one array carries both the transmittance and the stop flag. Alpha, and then
+  the weight alpha T and the new T, are materialised once per step (``optimization_barrier``):
+  XLA would otherwise recompute equations (1)-(3) inside each state update's fused loop.
 - Each step reads the next entry of every slot's list (one gather of a packed (N, 6 + D) Gaussian
   table), applies (1)-(3) to all their pixels and advances; ``config.unroll`` entries per loop
   iteration, ``config.steps`` per round.
@@ -234,10 +235,9 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
     dtype = t.table.dtype
 
     def load(tiles):
-        w = tiles.shape[0]
-        zeros = jnp.zeros((w, t.pixel.shape[1]), dtype)
-        return dict(trans=jnp.where(t.inside[tiles], 1.0, -1.0).astype(dtype), colour=(zeros,) * d,
-                    last=jnp.zeros(zeros.shape, jnp.int32), ptr=jnp.zeros((w,), jnp.int32))
+        w, p = tiles.shape[0], t.pixel.shape[1]
+        return dict(trans=jnp.where(t.inside[tiles], 1.0, -1.0).astype(dtype), colour=jnp.zeros((w, d, p), dtype),
+                    last=jnp.zeros((w, p), jnp.int32), ptr=jnp.zeros((w,), jnp.int32))
 
     def advance(state, tiles):
         start, count, origin = t.starts[tiles], t.counts[tiles], t.origin[tiles]
@@ -255,11 +255,13 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
                 t_next = trans * (1.0 - alpha)
                 stop = keep & (t_next <= TRANSMITTANCE_THRESHOLD)
                 contrib = keep & ~stop
-                w = jnp.where(contrib, alpha * trans, 0.0)
-                colour = tuple(c + w * row[:, 6 + k, None] for k, c in enumerate(colour))
-                if with_n_contrib:
-                    last = jnp.where(contrib, (pos + 1)[:, None], last)
+                w = jnp.where(contrib, alpha * trans, 0.0)  # > 0 exactly where the entry contributes
                 trans = jnp.where(stop, -trans, jnp.where(contrib, t_next, trans))
+                # Materialise the weight and T once; then all D channels update in one cheap loop.
+                w, trans = jax.lax.optimization_barrier((w, trans))
+                colour = colour + w[:, None, :] * row[:, 6:, None]
+                if with_n_contrib:
+                    last = jnp.where(w > 0, (pos + 1)[:, None], last)
             return trans, colour, last
 
         trans, colour, last = jax.lax.fori_loop(0, steps // unroll, step,
@@ -272,8 +274,8 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
         idx = jnp.where(finished, tiles, m)
         return jax.tree.map(lambda c, v: c.at[idx].set(v), carry, (state["trans"], state["colour"], state["last"]))
 
-    zeros = jnp.zeros(t.inside.shape, dtype)
-    carry = (jnp.ones_like(zeros), (zeros,) * d, jnp.zeros(t.inside.shape, jnp.int32))  # untouched tiles: T = 1
+    carry = (jnp.ones(t.inside.shape, dtype), jnp.zeros((m + 1, d, t.inside.shape[1]), dtype),
+             jnp.zeros(t.inside.shape, jnp.int32))  # untouched tiles: T = 1
     busy = t.counts > 0
     trans, colour, last = _run_slots(_queue(t.counts, busy), jnp.sum(busy), m, cfg, load, advance, store, carry)
 
@@ -282,7 +284,7 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
         x = jax.vmap(lambda y: _from_tiles(y, width, height, ts))(x)
         return x.reshape(lead + x.shape[1:])
 
-    return image(jnp.stack(colour, axis=-1)), image(jnp.abs(trans)), image(last)
+    return image(jnp.swapaxes(colour, 1, 2)), image(jnp.abs(trans)), image(last)
 
 
 def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_final, n_contrib, v_out,
