@@ -72,3 +72,13 @@ def test_dropped_pairs_cannot_reach_their_tile(seed):
         sigma = 0.5 * (c[g, 0] * dx * dx + c[g, 2] * dy * dy) + c[g, 1] * dx * dy
         assert (o[g] * np.exp(-sigma)).max() < 1 / 255, (t, g)
     assert len(box - kept) > 0.2 * len(box)
+
+
+@pytest.mark.parametrize("m,p", [(32, 0.5), (40_000, 0.3), (70_016, 0.97)])
+def test_prefix_count_equals_cumsum(m, p):
+    """The packed-lane, triangular-matmul running count equals numpy's cumsum (recursion included)."""
+    keep = np.random.default_rng(m).uniform(size=(m, 4)) < p
+    packed = jnp.asarray(keep @ np.array([1.0, 64.0, 4096.0, 262144.0]), jnp.float32)
+    got_keep, run = jax.jit(binning._prefix_count)(packed)
+    np.testing.assert_array_equal(np.asarray(got_keep), keep)
+    np.testing.assert_array_equal(np.asarray(run), np.cumsum(keep, axis=0))

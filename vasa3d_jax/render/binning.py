@@ -23,7 +23,13 @@ pairs are emitted and sorted with tiles COARSEN x the compositing tile (2.6x few
 head scenes), and each sorted coarse list is then filtered by the ellipse test into the lists of
 its COARSEN^2 fine tiles; filtering keeps the depth order, so the fine lists need no second sort,
 and they are exactly the ellipse-tested fine box pairs (plus, at most, pairs within the rounding
-margin of the test, which composite to nothing).
+margin of the test, which composite to nothing). The split is one fused test whose four bits are
+packed into one float, a running count by triangular matmuls (``_prefix_count``) and one scatter
+per sub-tile. Two XLA:CPU habits shape the code: a loop fusion that gathers from a derived table
+recomputes the table per element unless it is materialised (``_materialize``), and a value used
+by two consumers is computed twice unless it ends in a reduction; per-Gaussian quantities
+(``ellipse_table``) are computed once and gathered in depth-rank order, so each list reads them
+in ascending order.
 
 gsplat sizes its buffers dynamically; here the coarse list has a static capacity E (the fine lists
 get COARSEN^2 E slots). The pairs are emitted in (depth, id) rank order, so when the scene needs
@@ -141,32 +147,79 @@ def depth_order(depths: jax.Array, visible: jax.Array) -> jax.Array:
     return jnp.zeros((n,), jnp.int32).at[rank].set(ids, unique_indices=True)
 
 
-def _reaches_tile(params, tx, ty, tile_size):
+def ellipse_table(means2d: jax.Array, conics: jax.Array, opacities: jax.Array) -> jax.Array:
+    """(N, 8) float32 rows for ``_reaches``: mu_x, mu_y, a, b, c, b / a, b / c and the threshold
+    ln(255 o) + 1e-3 (rows of Gaussians that are never binned may hold inf or nan)."""
+    m, cn, o = (jax.lax.stop_gradient(x).astype(jnp.float32) for x in (means2d, conics, opacities))
+    a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]
+    return jnp.stack([m[:, 0], m[:, 1], a, b, c, b / a, b / c, jnp.log(255.0 * o) + 1e-3], axis=1)
+
+
+def _reaches(rows, tx, ty, tile_size):
     """Whether a Gaussian can reach alpha >= 1/255 at some pixel centre of tile (tx, ty).
 
-    params (..., 6): mu_x, mu_y, conic a, b, c, opacity; tx, ty int32 (broadcasting). Conservative: the
-    rectangle of pixel centres contains every centre, and the margin covers float32 rounding.
+    rows (..., 8) from ``ellipse_table``; tx, ty int32, broadcasting against rows[..., 0]. Conservative: the rectangle of pixel
+    centres contains every centre, and an edge passes when its minimum, less 1e-4 of its terms'
+    magnitude (float32 rounding), is at most the threshold (which carries a 1e-3 margin).
     """
-    mx, my, a, b, c, o = (params[..., k] for k in range(6))
-    lo_x = mx - (tx * tile_size + tile_size - 0.5)  # d = mu2d - p over the rectangle of centres
-    hi_x = mx - (tx * tile_size + 0.5)
-    lo_y = my - (ty * tile_size + tile_size - 0.5)
-    hi_y = my - (ty * tile_size + 0.5)
+    mx, my, a, b, c, ba, bc, thr = (rows[..., k] for k in range(8))
+    x0 = (tx * tile_size).astype(rows.dtype) + 0.5
+    y0 = (ty * tile_size).astype(rows.dtype) + 0.5
+    lo_x, hi_x = mx - (x0 + (tile_size - 1)), mx - x0  # d = mu2d - p over the rectangle of centres
+    lo_y, hi_y = my - (y0 + (tile_size - 1)), my - y0
 
-    def sigma(dx, dy):
-        return 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy, 0.5 * (a * dx * dx + c * dy * dy) + jnp.abs(b * dx * dy)
+    def passes(dx, dy):
+        q, r = 0.5 * (a * dx * dx + c * dy * dy), b * dx * dy
+        return q + r - 1e-4 * (q + jnp.abs(r)) <= thr
 
-    inside = (lo_x <= 0) & (hi_x >= 0) & (lo_y <= 0) & (hi_y >= 0)
-    best, scale = jnp.where(inside, 0.0, jnp.inf), jnp.zeros_like(mx)
+    ok = (lo_x <= 0) & (hi_x >= 0) & (lo_y <= 0) & (hi_y >= 0)
     for dx in (lo_x, hi_x):  # vertical edges: d sigma / d dy = b dx + c dy = 0
-        s_, m_ = sigma(dx, jnp.clip(-b * dx / c, lo_y, hi_y))
-        scale = jnp.where(s_ < best, m_, scale)
-        best = jnp.minimum(best, s_)
+        ok = ok | passes(dx, jnp.clip(-bc * dx, lo_y, hi_y))
     for dy in (lo_y, hi_y):  # horizontal edges: a dx + b dy = 0
-        s_, m_ = sigma(jnp.clip(-b * dy / a, lo_x, hi_x), dy)
-        scale = jnp.where(s_ < best, m_, scale)
-        best = jnp.minimum(best, s_)
-    return best <= jnp.log(255.0 * o) + 1e-3 + 1e-4 * scale
+        ok = ok | passes(jnp.clip(-ba * dy, lo_x, hi_x), dy)
+    return ok
+
+
+def _materialize(x):
+    """Identity that XLA:CPU computes once into a buffer. A loop fusion that gathers from a small
+    derived table otherwise recomputes the table's whole producer chain per element (measured 17x
+    slower); ``optimization_barrier`` does not stop that on CPU, a scatter does."""
+    return jnp.zeros_like(x).at[jnp.arange(x.shape[0])].set(x, unique_indices=True, indices_are_sorted=True)
+
+
+_BLOCK = 32  # entries per block of the prefix count
+
+
+def _prefix_count(packed):
+    """Running counts of four keep bits packed in 6-bit lanes of a (M,) float32 (M a multiple of _BLOCK).
+
+    Returns keep (M, 4) bool and the inclusive running counts (M, 4) int32. XLA:CPU runs a dot at
+    GFLOP/s while ``associative_scan`` is dozens of small ops, so each block of _BLOCK entries is
+    counted by one triangular matmul (a block's lane count <= _BLOCK < 64 and the whole < 2^24: exact
+    in float32) and the block totals by ``_exclusive_rows``.
+    """
+    m = packed.shape[0]
+    tri = jnp.triu(jnp.ones((_BLOCK, _BLOCK), jnp.float32))  # tri[i, j] = 1 for i <= j
+    inner = (packed.reshape(m // _BLOCK, _BLOCK) @ tri).astype(jnp.int32)
+    lanes = lambda x: jnp.stack([(x >> (6 * s)) & 63 for s in range(4)], axis=-1)
+    run = lanes(inner)  # (blocks, _BLOCK, 4)
+    run = run + _materialize(_exclusive_rows(run[:, -1, :]))[:, None, :]
+    return lanes(packed.astype(jnp.int32)) > 0, run.reshape(m, 4)
+
+
+def _exclusive_rows(x):
+    """(R, 4) int32 exclusive running sums over rows (blocked triangular matmuls while exact in float32)."""
+    r = x.shape[0]
+    if r <= 1:
+        return jnp.zeros_like(x)
+    if r >= 2**24 // _BLOCK:  # float32 no longer exact: plain scan
+        return jax.lax.associative_scan(jnp.add, x, axis=0) - x
+    pad = -r % _BLOCK
+    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, _BLOCK, 4)
+    tri = jnp.triu(jnp.ones((_BLOCK, _BLOCK), jnp.float32))
+    inner = jnp.einsum("rbs,bc->rcs", xb.astype(jnp.float32), tri).astype(jnp.int32)  # inclusive
+    out = inner - xb + _exclusive_rows(inner[:, -1, :])[:, None, :]
+    return out.reshape(-1, 4)[:r]
 
 
 def bin_gaussians(
@@ -209,39 +262,48 @@ def bin_gaussians(
     marks = jnp.zeros((capacity,), jnp.int32).at[jnp.where(counts_r > 0, first, capacity)].max(ranks, mode="drop")
     rank = jax.lax.associative_scan(jnp.maximum, marks)
     slot = jnp.arange(capacity, dtype=jnp.int32)
-    box = jnp.concatenate([first[:, None], jnp.stack([x0, jnp.maximum(x1 - x0, 1), y0], axis=1)[order]], axis=1)[rank]
+    # Per Gaussian (in rank order): first slot, x0, box width and its reciprocal, y0. Materialised,
+    # else XLA re-derives the table inside the per-slot gather.
+    w = jnp.maximum(x1 - x0, 1)[order]
+    table = jnp.stack([first, x0[order], w, y0[order]], axis=1)
+    box = _materialize(table)[rank]
+    inv_w = _materialize(1.0 / w.astype(jnp.float32))[rank]
     local = slot - box[:, 0]
-    tile = (box[:, 3] + local // box[:, 2]) * c_tx + box[:, 1] + local % box[:, 2]
+    row = jnp.floor((local.astype(jnp.float32) + 0.5) * inv_w).astype(jnp.int32)  # local // w: exact while local < 2^22
+    tile = (box[:, 3] + row) * c_tx + box[:, 1] + local - row * box[:, 2]
     tile = jnp.where(slot < total, tile, c_tiles)  # padding sorts after every real tile
     if (c_tiles + 1) * n < 2**31:
         key = jnp.sort(tile * n + jnp.where(slot < total, rank, 0))
-        coarse_tile = key // n
-        gids = order[key % n]
+        coarse_tile, sorted_rank = key // n, key % n
     else:
         coarse_tile, sorted_rank = jax.lax.sort((tile, jnp.where(slot < total, rank, 0)), num_keys=2)
-        gids = order[sorted_rank]
+    gids = order[sorted_rank]
     coarse_offsets = jnp.searchsorted(coarse_tile, jnp.arange(c_tiles + 1, dtype=jnp.int32), side="left")
 
     # (b) Each coarse list, filtered by the ellipse test, gives the lists of its 2 x 2 fine tiles;
     # filtering keeps the depth order, so the fine lists need no second sort.
-    params = jax.lax.stop_gradient(jnp.concatenate([means2d, conics, opacities[:, None]], axis=1))[gids]
+    rows = _materialize(ellipse_table(means2d, conics, opacities)[order])[sorted_rank]  # ranks ascend in a list
     ctile = jnp.minimum(coarse_tile, c_tiles - 1)
     sub = jnp.arange(COARSEN * COARSEN, dtype=jnp.int32)
     fx = (ctile % c_tx)[:, None] * COARSEN + sub % COARSEN  # (E, 4) fine tile of each sub-tile
     fy = (ctile // c_tx)[:, None] * COARSEN + sub // COARSEN
-    keep = (coarse_tile < c_tiles)[:, None] & (fx < n_tx) & (fy < n_ty)
-    keep = keep & _reaches_tile(params[:, None, :], fx, fy, tile_size)
-    run = jax.lax.associative_scan(jnp.add, keep.astype(jnp.int32), axis=0)  # kept so far, per sub-tile
-    run0 = jnp.concatenate([jnp.zeros((1, sub.shape[0]), jnp.int32), run])  # run0[i] = kept before slot i
-    before = run0[coarse_offsets]  # (c_tiles + 1, 4)
+    keep = (coarse_tile < c_tiles)[:, None] & (fx < n_tx) & (fy < n_ty) & _reaches(rows[:, None, :], fx, fy, tile_size)
+    # The four keep bits packed into one float by a reduction, which XLA materialises once instead
+    # of fusing the ellipse test into each consumer; then kept-so-far counts per sub-tile.
+    packed = jnp.sum(jnp.where(keep, jnp.asarray([1.0, 64.0, 4096.0, 262144.0], jnp.float32), 0.0), axis=1)
+    keep, run = _prefix_count(jnp.pad(packed, (0, -capacity % _BLOCK)))
+    keep, run = keep[:capacity], run[:capacity]
+    before = jnp.concatenate([jnp.zeros((1, 4), jnp.int32), run])[coarse_offsets]  # (c_tiles + 1, 4) kept before each list
     per_fine = (before[1:] - before[:-1]).reshape(c_ty, c_tx, COARSEN, COARSEN)
     per_fine = per_fine.transpose(0, 2, 1, 3).reshape(c_ty * COARSEN, c_tx * COARSEN)[:n_ty, :n_tx]
     offsets = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(per_fine.reshape(-1))])
-    fine = fy * n_tx + fx
-    target = offsets[jnp.minimum(fine, n_tiles - 1)] + run - before[ctile] - 1
-    target = jnp.where(keep, target, COARSEN * COARSEN * capacity)
-    fine_gids = jnp.zeros((COARSEN * COARSEN * capacity,), jnp.int32).at[target.reshape(-1)].set(
-        jnp.broadcast_to(gids[:, None], target.shape).reshape(-1), mode="drop", unique_indices=True)
+    c = jnp.arange(c_tiles, dtype=jnp.int32)[:, None]
+    fine = jnp.minimum(((c // c_tx) * COARSEN + sub // COARSEN) * n_tx + (c % c_tx) * COARSEN + sub % COARSEN, n_tiles - 1)
+    shift = _materialize(offsets[fine] - before[:-1] - 1)  # (c_tiles, 4): list position = shift + run
+    fine_gids = jnp.zeros((COARSEN * COARSEN * capacity,), jnp.int32)
+    for s in range(COARSEN * COARSEN):  # one scatter per sub-tile: plain (E,) index vectors
+        target = jnp.where(keep[:, s], shift[ctile, s] + run[:, s], COARSEN * COARSEN * capacity)
+        fine_gids = fine_gids.at[target].set(gids, mode="drop", unique_indices=True)
     per_tile = tile_counts(means2d, radii, width=width, height=height, tile_size=tile_size)
     return TileBins(
         isect_gids=fine_gids,
