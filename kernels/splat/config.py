@@ -5,7 +5,7 @@ Defaults: 16x16-pixel tiles for the Pallas kernels (gsplat 1.5.3 ``rasterization
 evaluates all pixels of the tile, so smaller tiles waste less work around small splats: 2x faster
 forward and backward on the 5k_256 benchmark scene; the image does not depend on the tile size,
 ``reference/splatting.md`` 1.4; 4- and 16-pixel tiles were slower on the 20k_512 scene); rounds of
-16 steps, 2 entries per loop iteration and windows of up to 256 tiles for the XLA path
+16 steps, 8 entries per loop iteration forward and 2 backward, and windows of up to 256 tiles for the XLA path
 (``reference.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
 """
 
@@ -20,7 +20,9 @@ class SplatConfig:
 
     tile_size:  tile edge in pixels (gsplat default 16; the XLA path's default is 8, see above)
     steps:      list entries each tile of the window advances per round, between refills (XLA path)
-    unroll:     entries per loop iteration (XLA path; divides ``steps``)
+    unroll:     entries per loop iteration of the forward (XLA path; divides ``steps``): fewer, longer
+                iterations save XLA:CPU's per-op dispatch, which dominates small tiles' steps
+    bwd_unroll: the same for the backward (whose longer body runs slower unrolled further)
     window:     tiles composited side by side (XLA path): slots refilled as tiles finish
     isects_per_gaussian: default intersection capacity per Gaussian when ``render`` gets no
                 capacity (a Gaussian of radius r pixels touches about (2r / b + 1)^2 binning tiles of
@@ -30,17 +32,19 @@ class SplatConfig:
 
     tile_size: int = 16
     steps: int = 16
-    unroll: int = 2
+    unroll: int = 8
+    bwd_unroll: int = 2
     window: int = 256
     isects_per_gaussian: int = 16
 
     def __post_init__(self):
-        for name in ("tile_size", "steps", "unroll", "window", "isects_per_gaussian"):
+        for name in ("tile_size", "steps", "unroll", "bwd_unroll", "window", "isects_per_gaussian"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SplatConfig.{name}={value!r} must be a positive int")
-        if self.steps % self.unroll:
-            raise ValueError(f"SplatConfig.unroll={self.unroll} must divide steps={self.steps}")
+        for name in ("unroll", "bwd_unroll"):
+            if self.steps % getattr(self, name):
+                raise ValueError(f"SplatConfig.{name}={getattr(self, name)} must divide steps={self.steps}")
 
     def default_capacity(self, num_gaussians: int) -> int:
         """Static intersection capacity used when ``render`` is given none."""

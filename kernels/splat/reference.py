@@ -297,7 +297,7 @@ def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_fi
     b = math.prod(lead)
     t = _flatten(means2d, conics, opacities, colors, isect_gids, tile_offsets, width, height, ts)
     m = t.counts.shape[0] - 1
-    steps, unroll = cfg.steps, cfg.unroll
+    steps, unroll = cfg.steps, cfg.bwd_unroll
     dtype = t.table.dtype
 
     def tiles_of(img, fill):

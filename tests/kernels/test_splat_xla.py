@@ -46,13 +46,13 @@ def test_leading_dims_and_nested_vmap_equal_per_item_calls():
             _assert_grads_close([g[i, j] for g in nested_b], want_b, 1e-6, f"nested {i},{j}")
 
 
-@pytest.mark.parametrize("steps,unroll,window", [(1, 1, 1), (6, 3, 2), (32, 4, 64)])
-def test_schedule_does_not_change_results(steps, unroll, window):
+@pytest.mark.parametrize("steps,unroll,bwd_unroll,window", [(1, 1, 1, 1), (6, 3, 2, 2), (32, 4, 8, 64)])
+def test_schedule_does_not_change_results(steps, unroll, bwd_unroll, window):
     """Rounds of 1 to 32 entries, unrolled or not, windows of 1 to 64 tiles (more than the 6
     tiles there are): the same image bit for bit and the same gradients to rounding."""
     scene, _, gids, offsets = _build("opaque")
     args = _args(scene, gids, offsets)
-    cfg = SplatConfig(tile_size=TS, steps=steps, unroll=unroll, window=window)
+    cfg = SplatConfig(tile_size=TS, steps=steps, unroll=unroll, bwd_unroll=bwd_unroll, window=window)
     fwd = jax.jit(functools.partial(reference.rasterize_fwd_ref, width=W, height=H, tile_size=TS, config=cfg))
     bwd = jax.jit(functools.partial(reference.rasterize_bwd_ref, width=W, height=H, tile_size=TS, config=cfg))
     got, want = fwd(*args), _fwd_ref(H, W, TS)(*args)
@@ -60,7 +60,7 @@ def test_schedule_does_not_change_results(steps, unroll, window):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
     v_out, v_alpha = _cotangents(5)
     _assert_grads_close(bwd(*args, *want[1:], v_out, v_alpha), _bwd_ref(H, W, TS)(*args, *want[1:], v_out, v_alpha),
-                        1e-6, f"schedule {steps},{unroll},{window}")
+                        1e-6, f"schedule {steps},{unroll},{bwd_unroll},{window}")
 
 
 def test_forward_without_n_contrib_gives_the_same_image():
