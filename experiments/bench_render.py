@@ -14,7 +14,9 @@ gradient with respect to every Gaussian attribute and the background of a random
 compile seconds, XLA's temp memory of the compiled programs and the process's peak RSS, visible
 Gaussians, intersections and the most Gaussians in one tile; for scenes where N H W <= 5e8, the same forward figures for the dense reference
 (``vasa3d_jax.render.dense_render``) and the speed ratio. The last line is one JSON object with a
-``scenes`` list, plus the load average while it ran (the machine is shared).
+``scenes`` list, plus the load average while it ran (the machine is shared) and whether glibc
+keeps freed memory (``vasa3d_jax.runtime.keep_freed_memory``, on unless ``--default-malloc``: each
+run's temporaries otherwise come from fresh pages).
 
 Goals on the 2-core CPU (XLA path): 5k_256 fwd <= 10 ms, fwd+bwd <= 30 ms; 20k_512 50 / 150 ms;
 100k_512 150 / 400 ms (OpenSplat's C++ CPU rasteriser: 32/55, 146/270, 333/462 ms).
@@ -38,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "render"))
 from render_scenes import head_scene  # noqa: E402  (shared with the tests)
 
+from vasa3d_jax import runtime  # noqa: E402
 from vasa3d_jax.render import dense_render, render, required_capacity  # noqa: E402
 
 SCENES = {"5k_256": (5_000, 256), "20k_512": (20_000, 512), "100k_512": (100_000, 512)}
@@ -109,14 +112,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=cfg.scenes, choices=list(SCENES))
     parser.add_argument("--runs", type=int, default=cfg.runs)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (default: runtime.keep_freed_memory(), as the CLI does)")
     args = parser.parse_args()
+    tuned = False if args.default_malloc else runtime.keep_freed_memory()
     cfg.scenes, cfg.runs = args.scenes, max(5, args.runs)
     rows = []
     for name in cfg.scenes:
         row = bench_scene(name, cfg)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print(json.dumps(dict(scenes=rows, backend=jax.default_backend(), cpu_count=os.cpu_count(),
+    print(json.dumps(dict(scenes=rows, backend=jax.default_backend(), cpu_count=os.cpu_count(), keep_freed_memory=tuned,
                           loadavg=[round(x, 2) for x in os.getloadavg()])))
 
 

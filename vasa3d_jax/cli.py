@@ -7,7 +7,8 @@
 
 Both print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
-second run skips most compilation.
+second run skips most compilation, and glibc keeps freed memory for reuse
+(``vasa3d_jax.runtime.keep_freed_memory``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import pathlib
 import sys
 import time
+
+from vasa3d_jax import runtime
 
 
 def _enable_compilation_cache() -> None:
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_speak)
     args = parser.parse_args(argv)
     _enable_compilation_cache()
+    runtime.keep_freed_memory()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
