@@ -158,9 +158,10 @@ def ellipse_table(means2d: jax.Array, conics: jax.Array, opacities: jax.Array) -
 def _reaches(rows, tx, ty, tile_size):
     """Whether a Gaussian can reach alpha >= 1/255 at some pixel centre of tile (tx, ty).
 
-    rows (..., 8) from ``ellipse_table``; tx, ty int32, broadcasting against rows[..., 0]. Conservative: the rectangle of pixel
-    centres contains every centre, and an edge passes when its minimum, less 1e-4 of its terms'
-    magnitude (float32 rounding), is at most the threshold (which carries a 1e-3 margin).
+    rows (..., 8) from ``ellipse_table``; tx, ty int32, broadcasting against rows[..., 0].
+    Conservative: the rectangle of pixel centres contains every centre, and an edge passes when
+    its minimum, less 1e-4 of its terms' magnitude (float32 rounding), is at most the threshold
+    (which carries a 1e-3 margin).
     """
     mx, my, a, b, c, ba, bc, thr = (rows[..., k] for k in range(8))
     x0 = (tx * tile_size).astype(rows.dtype) + 0.5
@@ -190,6 +191,11 @@ def _materialize(x):
 _BLOCK = 32  # entries per block of the prefix count
 
 
+def _upper_ones():
+    """(_BLOCK, _BLOCK) float32, 1 where row <= column: x @ it is the inclusive running sum of x's rows."""
+    return jnp.triu(jnp.ones((_BLOCK, _BLOCK), jnp.float32))
+
+
 def _prefix_count(packed):
     """Running counts of four keep bits packed in 6-bit lanes of a (M,) float32 (M a multiple of _BLOCK).
 
@@ -199,8 +205,7 @@ def _prefix_count(packed):
     in float32) and the block totals by ``_exclusive_rows``.
     """
     m = packed.shape[0]
-    tri = jnp.triu(jnp.ones((_BLOCK, _BLOCK), jnp.float32))  # tri[i, j] = 1 for i <= j
-    inner = (packed.reshape(m // _BLOCK, _BLOCK) @ tri).astype(jnp.int32)
+    inner = (packed.reshape(m // _BLOCK, _BLOCK) @ _upper_ones()).astype(jnp.int32)
     lanes = lambda x: jnp.stack([(x >> (6 * s)) & 63 for s in range(4)], axis=-1)
     run = lanes(inner)  # (blocks, _BLOCK, 4)
     run = run + _materialize(_exclusive_rows(run[:, -1, :]))[:, None, :]
@@ -216,8 +221,7 @@ def _exclusive_rows(x):
         return jax.lax.associative_scan(jnp.add, x, axis=0) - x
     pad = -r % _BLOCK
     xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, _BLOCK, 4)
-    tri = jnp.triu(jnp.ones((_BLOCK, _BLOCK), jnp.float32))
-    inner = jnp.einsum("rbs,bc->rcs", xb.astype(jnp.float32), tri).astype(jnp.int32)  # inclusive
+    inner = jnp.einsum("rbs,bc->rcs", xb.astype(jnp.float32), _upper_ones()).astype(jnp.int32)  # inclusive
     out = inner - xb + _exclusive_rows(inner[:, -1, :])[:, None, :]
     return out.reshape(-1, 4)[:r]
 
@@ -262,8 +266,8 @@ def bin_gaussians(
     marks = jnp.zeros((capacity,), jnp.int32).at[jnp.where(counts_r > 0, first, capacity)].max(ranks, mode="drop")
     rank = jax.lax.associative_scan(jnp.maximum, marks)
     slot = jnp.arange(capacity, dtype=jnp.int32)
-    # Per Gaussian (in rank order): first slot, x0, box width and its reciprocal, y0. Materialised,
-    # else XLA re-derives the table inside the per-slot gather.
+    # Per Gaussian (in rank order): first slot, x0, box width, y0, and the width's reciprocal.
+    # Materialised, else XLA re-derives the tables inside the per-slot gathers.
     w = jnp.maximum(x1 - x0, 1)[order]
     table = jnp.stack([first, x0[order], w, y0[order]], axis=1)
     box = _materialize(table)[rank]
@@ -287,18 +291,20 @@ def bin_gaussians(
     sub = jnp.arange(COARSEN * COARSEN, dtype=jnp.int32)
     fx = (ctile % c_tx)[:, None] * COARSEN + sub % COARSEN  # (E, 4) fine tile of each sub-tile
     fy = (ctile // c_tx)[:, None] * COARSEN + sub // COARSEN
-    keep = (coarse_tile < c_tiles)[:, None] & (fx < n_tx) & (fy < n_ty) & _reaches(rows[:, None, :], fx, fy, tile_size)
+    keep = (coarse_tile < c_tiles)[:, None] & (fx < n_tx) & (fy < n_ty)
+    keep = keep & _reaches(rows[:, None, :], fx, fy, tile_size)
     # The four keep bits packed into one float by a reduction, which XLA materialises once instead
     # of fusing the ellipse test into each consumer; then kept-so-far counts per sub-tile.
     packed = jnp.sum(jnp.where(keep, jnp.asarray([1.0, 64.0, 4096.0, 262144.0], jnp.float32), 0.0), axis=1)
     keep, run = _prefix_count(jnp.pad(packed, (0, -capacity % _BLOCK)))
     keep, run = keep[:capacity], run[:capacity]
-    before = jnp.concatenate([jnp.zeros((1, 4), jnp.int32), run])[coarse_offsets]  # (c_tiles + 1, 4) kept before each list
+    before = jnp.concatenate([jnp.zeros((1, 4), jnp.int32), run])[coarse_offsets]  # (c_tiles + 1, 4) kept before
     per_fine = (before[1:] - before[:-1]).reshape(c_ty, c_tx, COARSEN, COARSEN)
     per_fine = per_fine.transpose(0, 2, 1, 3).reshape(c_ty * COARSEN, c_tx * COARSEN)[:n_ty, :n_tx]
     offsets = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(per_fine.reshape(-1))])
     c = jnp.arange(c_tiles, dtype=jnp.int32)[:, None]
-    fine = jnp.minimum(((c // c_tx) * COARSEN + sub // COARSEN) * n_tx + (c % c_tx) * COARSEN + sub % COARSEN, n_tiles - 1)
+    fine = ((c // c_tx) * COARSEN + sub // COARSEN) * n_tx + (c % c_tx) * COARSEN + sub % COARSEN
+    fine = jnp.minimum(fine, n_tiles - 1)
     shift = _materialize(offsets[fine] - before[:-1] - 1)  # (c_tiles, 4): list position = shift + run
     fine_gids = jnp.zeros((COARSEN * COARSEN * capacity,), jnp.int32)
     for s in range(COARSEN * COARSEN):  # one scatter per sub-tile: plain (E,) index vectors
