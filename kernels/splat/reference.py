@@ -46,9 +46,12 @@ the schedule is "one list entry per step for every tile in a window of busy tile
 
 - A window of ``config.window`` slots (fewer for small images, see ``_window``) holds tiles; the
   state of a slot is per pixel: T (slots, ts^2), colour (slots, D, ts^2), pixels minor. A stopped
-  pixel keeps -T, so one array carries both the transmittance and the stop flag. Alpha, and then
-  the weight alpha T and the new T, are materialised once per step (``optimization_barrier``):
-  XLA would otherwise recompute equations (1)-(3) inside each state update's fused loop.
+  pixel keeps -T, so one array carries both the transmittance and the stop flag. XLA:CPU
+  materialises exp(-sigma) once per entry (an expensive op with several users) and fuses the
+  rest of (2)-(3) of an iteration's ``config.unroll`` entries into the colour update, which
+  recomputes that cheap chain per channel. Forcing the weights into buffers instead (a row
+  scatter per entry; ``optimization_barrier`` is removed before fusion on CPU and changes nothing)
+  costs more passes than the recomputation saves (measured on the benchmark scenes).
 - Each step reads the next entry of every slot's list (one gather of a packed (N, 6 + D) Gaussian
   table), applies (1)-(3) to all their pixels and advances; ``config.unroll`` entries per loop
   iteration, ``config.steps`` per round.
@@ -249,16 +252,12 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
                 pos = ptr + i * unroll + u
                 valid = pos < count
                 _, row, _, _, _, _, alpha = _entry(t, start, pos, valid, origin)
-                # XLA would otherwise recompute (1)-(2) inside every state update below.
-                alpha = jax.lax.optimization_barrier(alpha)
                 keep = (alpha > 0) & (trans > 0)  # a stopped pixel holds -T
                 t_next = trans * (1.0 - alpha)
                 stop = keep & (t_next <= TRANSMITTANCE_THRESHOLD)
                 contrib = keep & ~stop
                 w = jnp.where(contrib, alpha * trans, 0.0)  # > 0 exactly where the entry contributes
                 trans = jnp.where(stop, -trans, jnp.where(contrib, t_next, trans))
-                # Materialise the weight and T once; then all D channels update in one cheap loop.
-                w, trans = jax.lax.optimization_barrier((w, trans))
                 colour = colour + w[:, None, :] * row[:, 6:, None]
                 if with_n_contrib:
                     last = jnp.where(w > 0, (pos + 1)[:, None], last)

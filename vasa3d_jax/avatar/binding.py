@@ -34,6 +34,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.render.projection import quat_to_rotmat  # the one rotation formula (the renderer's)
+
 # Smallest length treated as non-zero when normalising; far below any triangle edge in metres.
 _EPS = 1e-12
 
@@ -68,16 +70,6 @@ def quat_multiply(a: jax.Array, b: jax.Array) -> jax.Array:
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
     ], axis=-1)
-
-
-def quat_to_rotmat(q: jax.Array) -> jax.Array:
-    """``(..., 4)`` wxyz (normalised here) -> ``(..., 3, 3)`` rotation matrix (as gsplat)."""
-    w, x, y, z = jnp.moveaxis(normalize(q), -1, 0)
-    return jnp.stack([
-        jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=-2)
 
 
 def rotmat_to_quat(r: jax.Array) -> jax.Array:
