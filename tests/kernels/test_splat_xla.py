@@ -99,4 +99,5 @@ def test_channel_pairs_equal_the_float64_loop(d):
     ys, xs = np.mgrid[:H, :W]
     start = offsets[(ys // TS) * -(-W // TS) + xs // TS]
     n_contrib = np.asarray(n_contrib)
-    np.testing.assert_array_equal(np.where(n_contrib > 0, gids[np.maximum(start + n_contrib - 1, 0)], -1), last_np)
+    last = np.where(n_contrib > 0, gids[np.maximum(start + n_contrib - 1, 0)], -1)
+    np.testing.assert_array_equal(last, last_np)
