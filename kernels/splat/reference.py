@@ -64,7 +64,7 @@ the schedule is "one list entry per step for every tile in a window of busy tile
   loop keeps each entry's per-pixel v_sigma = dL/dsigma and weight w; after a round, two matrix
   products sum them over the tile's pixels (the moments of v_sigma against a quadratic basis of
   the pixel position give all the sums of (7), see ``_sigma_grads``; w against v_out gives (5)),
-  which on XLA:CPU costs far less than a reduction per entry and quantity (5k_256 backward ~25%
+  which on XLA:CPU costs far less than a reduction per entry and quantity (5k_256 backward ~20%
   faster), and a scatter-add puts the round's rows into the per-Gaussian gradients.
 - A batch of images is one flat set of tiles (Gaussian ids offset per image, ``jax.custom_batching``
   under vmap), so batched renders share one window.
