@@ -361,7 +361,7 @@ def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_fi
             for u in range(unroll):
                 pos = ptr - 1 - (i * unroll + u)
                 valid = pos >= 0
-                gid, row, _, _, vis, raw, alpha = _entry(t, start, pos, valid, origin)
+                gid, row, _, _, _, raw, alpha = _entry(t, start, pos, valid, origin)
                 keep = (alpha > 0) & (pos[:, None] < last)
                 om = 1.0 - alpha
                 trans = jnp.where(keep, trans / om, trans)  # T_i, in front of entry i

@@ -148,12 +148,11 @@ def project(
     det0 = c00 * c11 - c01 * c01
     s00 = c00 + eps2d
     s11 = c11 + eps2d
-    s01 = c01
-    det = s00 * s11 - s01 * s01
+    det = s00 * s11 - c01 * c01
     ok = in_depth & (det > 0)
     det_s = jnp.where(ok, det, 1.0)
     compensation = jnp.sqrt(jnp.maximum(jnp.where(ok, det0, 0.0) / det_s, 0.0))
-    conics = jnp.stack([s11 / det_s, -s01 / det_s, s00 / det_s], axis=-1)
+    conics = jnp.stack([s11 / det_s, -c01 / det_s, s00 / det_s], axis=-1)
 
     if opacities is None:
         op = jnp.ones_like(z)
