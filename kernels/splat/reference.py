@@ -49,8 +49,11 @@ the schedule is "one list entry per step for every tile in a window of busy tile
   stopped pixel keeps -T, so one array carries both the transmittance and the stop flag. XLA:CPU
   materialises exp(-sigma) once per entry (an expensive op with several users) and fuses the
   rest of (2)-(3) of an iteration's ``config.unroll`` entries into the colour update, which
-  re-evaluates that cheap chain for every element it writes. So colour channels travel in pairs,
-  as the two parts of one complex element (20-25% faster forwards, same bits). Forcing the
+  re-evaluates that cheap chain for every element it writes. Two things keep that chain short:
+  the skip of sigma < 0 is a select before the exp (sigma -> inf, exp -> 0), so consumers read
+  only the exp's buffer instead of recomputing sigma for the test (25% faster forwards, ~15%
+  backwards, same bits); and colour channels travel in pairs, as the two parts of one complex
+  element (20-25% faster forwards, same bits). Forcing the
   weights into buffers instead (a row scatter per entry; ``optimization_barrier`` is removed
   before fusion on CPU and changes nothing) costs more passes than the re-evaluation.
 - Each step reads the next entry of every slot's list (one gather of a packed (N, 6 + D) Gaussian
@@ -224,7 +227,7 @@ def _entry(t: _Tiles, start, pos, valid, origin):
     dy = (row[:, 1] - origin[:, 1])[:, None] - t.pixel[1]
     a, b, c = row[:, 2, None], row[:, 3, None], row[:, 4, None]
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    vis = jnp.where((sigma >= 0) & valid[:, None], jnp.exp(-sigma), 0.0)
+    vis = jnp.exp(-jnp.where((sigma >= 0) & valid[:, None], sigma, jnp.inf))  # the skip inside the exp: see module doc
     raw = row[:, 5, None] * vis
     alpha = jnp.where(raw >= ALPHA_THRESHOLD, jnp.minimum(MAX_ALPHA, raw), 0.0)
     return gid, row, dx, dy, vis, raw, alpha
