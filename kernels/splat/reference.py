@@ -287,12 +287,12 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
             _, rows, _, _, _, _, alphas = _entry(t, start, entries, entries < count, origin)
             for u in range(unroll):
                 pos, row, alpha = entries[u], rows[u], alphas[u]
-                keep = (alpha > 0) & (trans > 0)  # a stopped pixel holds -T
+                # A live pixel has T > 1e-4 and a stopped one holds -T, so one test covers (3): T (1 -
+                # alpha) > 1e-4 iff the pixel is live and does not stop here (alpha = 0 leaves T).
                 t_next = trans * (1.0 - alpha)
-                stop = keep & (t_next <= TRANSMITTANCE_THRESHOLD)
-                contrib = keep & ~stop
-                w = jnp.where(contrib, alpha * trans, 0.0)  # > 0 exactly where the entry contributes
-                trans = jnp.where(stop, -trans, jnp.where(contrib, t_next, trans))
+                go = t_next > TRANSMITTANCE_THRESHOLD
+                w = jnp.where(go, alpha * trans, 0.0)  # > 0 exactly where the entry contributes
+                trans = jnp.where(go, t_next, -jnp.abs(trans))
                 wc = w[:, None, :]
                 colour = colour + jax.lax.complex(wc * row[:, 6::2, None], wc * row[:, 7::2, None])
                 if with_n_contrib:
