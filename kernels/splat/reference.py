@@ -222,8 +222,9 @@ def _entry(t: _Tiles, start, pos, valid, origin):
     start (W,), origin (W, 2); pos and valid (..., W): entry pos of each tile's list, for any
     leading dims (the forward takes an iteration's entries at once: one gather and one exp
     instead of one per entry, ~15% faster at 5k). Returns gid (..., W), the gathered row
-    (..., W, 6 + D), d_x, d_y, vis = exp(-sigma), raw alpha o vis and alpha (all (..., W, P)). Skips are folded in: vis = 0 where sigma < 0 or the entry is not
-    valid, alpha = 0 where (2) skips, so a pixel uses the entry iff alpha > 0.
+    (..., W, 6 + D), d_x, d_y, vis = exp(-sigma), raw alpha o vis and alpha (all (..., W, P)).
+    Skips are folded in: vis = 0 where sigma < 0 or the entry is not valid, alpha = 0 where (2)
+    skips, so a pixel uses the entry iff alpha > 0.
     """
     gid = t.gids[jnp.where(valid, start + pos, 0)]
     row = t.table[gid]
