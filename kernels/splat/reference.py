@@ -222,9 +222,9 @@ def _entry(t: _Tiles, start, pos, valid, origin):
     start (W,), origin (W, 2); pos and valid (..., W): entry pos of each tile's list, for any
     leading dims (the forward takes an iteration's entries at once: one gather and one exp
     instead of one per entry, ~15% faster at 5k). Returns gid (..., W), the gathered row
-    (..., W, 6 + D), d_x, d_y, vis = exp(-sigma), raw alpha o vis and alpha (all (..., W, P)).
-    Skips are folded in: vis = 0 where sigma < 0 or the entry is not valid, alpha = 0 where (2)
-    skips, so a pixel uses the entry iff alpha > 0.
+    (..., W, 6 + D), raw alpha o exp(-sigma) and alpha (both (..., W, P)). Skips are folded in:
+    raw = 0 where sigma < 0 or the entry is not valid, alpha = 0 where (2) skips, so a pixel uses
+    the entry iff alpha > 0.
     """
     gid = t.gids[jnp.where(valid, start + pos, 0)]
     row = t.table[gid]
@@ -232,10 +232,10 @@ def _entry(t: _Tiles, start, pos, valid, origin):
     dy = (row[..., 1] - origin[..., 1])[..., None] - t.pixel[1]
     a, b, c = row[..., 2, None], row[..., 3, None], row[..., 4, None]
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    vis = jnp.exp(-jnp.where((sigma >= 0) & valid[..., None], sigma, jnp.inf))  # the skip inside the exp: see module doc
+    vis = jnp.exp(-jnp.where((sigma >= 0) & valid[..., None], sigma, jnp.inf))  # skip inside the exp: module doc
     raw = row[..., 5, None] * vis
     alpha = jnp.where(raw >= ALPHA_THRESHOLD, jnp.minimum(MAX_ALPHA, raw), 0.0)
-    return gid, row, dx, dy, vis, raw, alpha
+    return gid, row, raw, alpha
 
 
 def _sigma_grads(mom, row, centre):
@@ -285,7 +285,7 @@ def _fwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, *, w
         def step(i, carry):
             trans, colour, last = carry
             entries = ptr + i * unroll + jnp.arange(unroll, dtype=jnp.int32)[:, None]  # (unroll, W)
-            _, rows, _, _, _, _, alphas = _entry(t, start, entries, entries < count, origin)
+            _, rows, _, alphas = _entry(t, start, entries, entries < count, origin)
             for u in range(unroll):
                 pos, row, alpha = entries[u], rows[u], alphas[u]
                 # A live pixel has T > 1e-4 and a stopped one holds -T, so one test covers (3): T (1 -
@@ -369,7 +369,7 @@ def _bwd_flat(means2d, conics, opacities, colors, isect_gids, tile_offsets, T_fi
             for u in range(unroll):
                 pos = ptr - 1 - (i * unroll + u)
                 valid = pos >= 0
-                gid, row, _, _, _, raw, alpha = _entry(t, start, pos, valid, origin)
+                gid, row, raw, alpha = _entry(t, start, pos, valid, origin)
                 keep = (alpha > 0) & (pos[:, None] < last)
                 om = 1.0 - alpha
                 trans = jnp.where(keep, trans / om, trans)  # T_i, in front of entry i
