@@ -4,6 +4,9 @@
                                                     talking on a turntable (MP4 with sound + contact sheet)
     vasa3d speak --audio FILE --out DIR [--avatar PATH] [--camera front|orbit|az=DEG,el=DEG]
                  [--size 256] [--seed 0]            any speech -> talking.mp4, contact_sheet.png, motion.npy
+    vasa3d fit --portrait PHOTO --out DIR [--preset quick|full] [--workdir DIR]
+                                                    one photo -> avatar.npz, contact_sheet.png, turntable.mp4,
+                                                    metrics.json (resumable: rerun after an interruption)
 
 Both print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
@@ -63,6 +66,18 @@ def _speak(args) -> int:
     return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
+def _fit(args) -> int:
+    from vasa3d_jax.portrait.api import fit_to_folder
+
+    t0 = time.perf_counter()
+    summary = fit_to_folder(args.portrait, args.out, preset=args.preset, workdir=args.workdir)
+    summary = {**summary, "total_s": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(summary))
+    print(f"wrote {summary['avatar']}, {summary['contact_sheet']}, {summary['turntable']} and "
+          f"{summary['metrics']} (folder: {summary['folder']})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vasa3d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")
     p.set_defaults(func=_speak)
+    p = sub.add_parser("fit", help="one portrait photo -> a talking avatar (avatar.npz, previews, metrics.json)")
+    p.add_argument("--portrait", required=True, help="the photo (jpg, png, ...): one person, face to the camera")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--preset", default="quick", choices=("quick", "full"),
+                   help="quick: ~10 min on 2 CPU cores; full: a GPU, every loss of the paper")
+    p.add_argument("--workdir", default=None, help="stage cache and checkpoints (default: OUT/work); "
+                   "rerunning with the same one resumes")
+    p.set_defaults(func=_fit)
     args = parser.parse_args(argv)
     _enable_compilation_cache()
     runtime.keep_freed_memory()

@@ -23,6 +23,8 @@ class FitDataset:
     viewmats: (N, 4, 4) float32 world -> camera (OpenCV axes)
     K:        (N, 3, 3) float32 intrinsics in pixels
     pivot:    (3,) float32, the head centre in world metres (novel views orbit about it)
+    weights:  (N,) float32 or None, how often each frame is drawn relative to the others (None:
+              uniformly; e.g. a portrait's photo counted as many synthetic frames)
     """
 
     frames: np.ndarray
@@ -30,6 +32,7 @@ class FitDataset:
     viewmats: np.ndarray
     K: np.ndarray
     pivot: np.ndarray
+    weights: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.frames)
@@ -46,6 +49,10 @@ class FitDataset:
             raise ValueError(f"pivot must be (3,); got {np.shape(self.pivot)}")
         if n == 0:
             raise ValueError("the dataset has no frames")
+        if self.weights is not None:
+            w = np.asarray(self.weights)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError(f"weights must be (N,) = ({n},) finite, >= 0, not all zero; got shape {w.shape}")
 
     @classmethod
     def fixed_camera(cls, frames, latents, viewmat, K, pivot) -> "FitDataset":
@@ -79,9 +86,13 @@ class FitDataset:
                 "viewmats": self.viewmats[idx], "K": self.K[idx]}
 
 
-def batch_indices(seed: int, step: int, num: int, batch_size: int) -> np.ndarray:
-    """Frame indices of step ``step`` (batch_size,), without repeats while the data allow."""
+def batch_indices(seed: int, step: int, num: int, batch_size: int, weights=None) -> np.ndarray:
+    """Frame indices of step ``step`` (batch_size,), without repeats while the data allow; with
+    ``weights`` (N,), each slot draws frame i with probability w_i / sum w (with repeats)."""
     rng = np.random.default_rng([seed, step])
+    if weights is not None:
+        w = np.asarray(weights, np.float64)
+        return rng.choice(num, size=batch_size, replace=True, p=w / w.sum())
     return rng.choice(num, size=batch_size, replace=batch_size > num)
 
 

@@ -280,10 +280,11 @@ def make_train_step(step_body, mesh: jax.sharding.Mesh):
 
 # ---- state --------------------------------------------------------------------------------------
 def init_state(avatar: GaussianAvatar, config: FitConfig, key: jax.Array, width: int, height: int,
-               colors=None) -> FitState:
-    """A fresh state: avatar parameters (avatar.init), optimiser states, discriminators, zero stats."""
+               colors=None, init_params: dict | None = None) -> FitState:
+    """A fresh state: avatar parameters (``init_params``, or avatar.init), optimiser states,
+    discriminators, zero stats."""
     k_avatar, k_disc = jax.random.split(key)
-    full = avatar.init(k_avatar, colors=colors)
+    full = avatar.init(k_avatar, colors=colors) if init_params is None else init_params
     params, rest = _split(full)
     discriminator = disc.MultiScaleDiscriminator(features=config.disc_features)
     disc_params = discriminator.init(k_disc, jnp.zeros((1, height, width, 3), jnp.float32))
@@ -382,12 +383,14 @@ def _due(step: int, every: int, start: int = 0, until: int | None = None) -> boo
 def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
         head: HeadModel | None = None, space: MotionSpace | None = None,
         sds_prior: sds_lib.SdsPrior | None = None, devices: Sequence[jax.Device] | None = None,
-        stop_after: int | None = None, progress: bool = True) -> FitResult:
+        stop_after: int | None = None, progress: bool = True, init=None) -> FitResult:
     """Fits (or resumes fitting) the avatar of one identity on ``dataset`` in ``workdir``.
 
     head: the head model (default: the built-in template); space: the motion space (default: the
     built-in one; must match the latents). ``stop_after`` ends this run after that many total steps
-    (as an interruption would); calling again resumes. Writes ``workdir/ckpt/``,
+    (as an interruption would); calling again resumes. ``init``: an avatar (``pipeline.Avatar``:
+    model + parameters) to start from instead of a fresh one (its head, space and configuration are
+    used). Frames are drawn by ``dataset.weights`` when given. Writes ``workdir/ckpt/``,
     ``workdir/metrics.jsonl`` and ``workdir/previews/`` (PNGs and ``previews.mp4``).
     """
     workdir = pathlib.Path(workdir)
@@ -395,7 +398,10 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
     head = head or template_head()
     space = space or MotionSpace.builtin()
     space.check(dataset.latents)
-    avatar = GaussianAvatar(head, space, config.avatar)
+    avatar = GaussianAvatar(head, space, config.avatar) if init is None else init.model
+    if init is not None:
+        space = avatar.space
+        space.check(dataset.latents)
     apply = jax.jit(avatar.apply)
     w, h = dataset.width, dataset.height
     uses = _uses(config)
@@ -411,19 +417,21 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
     colors = region_colors(head) if config.init_colors == "regions" else None
     key = jax.random.key(config.seed)
 
-    def init(k):
-        return init_state(avatar, config, k, w, h, colors)
+    init_params = None if init is None else jax.device_get(init.params)
+
+    def fresh(k):
+        return init_state(avatar, config, k, w, h, colors, init_params)
 
     replicated = parallel.replicated(mesh)
     with ckpt.Checkpointer(workdir / "ckpt", max_to_keep=2) as manager, ckpt.PreemptionGuard() as guard:
         # ---- Restore the latest checkpoint (automatic resume) ---------------------------------
         meta = manager.metadata()
         if meta is None:
-            state = jax.jit(init, out_shardings=replicated)(key)
+            state = jax.jit(fresh, out_shardings=replicated)(key)
             start = 0
         else:
             capacity = int(meta["capacity"])
-            abstract = jax.eval_shape(lambda k: _grow_state(init(k), capacity), key)
+            abstract = jax.eval_shape(lambda k: _grow_state(fresh(k), capacity), key)
             abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                                     abstract)
             state, start = manager.restore(abstract)
@@ -442,7 +450,7 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
         bar = tqdm(range(start, end), initial=start, total=end, desc="fit avatar", disable=not progress)
         done = start
         for step in bar:
-            idx = batch_indices(config.seed, step, dataset.num, config.batch_size)
+            idx = batch_indices(config.seed, step, dataset.num, config.batch_size, dataset.weights)
             batch = {**dataset.batch(idx), "keys": example_keys(config.seed, step, config.batch_size)}
             state, metrics = train_step(state, parallel.shard_batch(batch, mesh), lpips_rep)
             done = step + 1

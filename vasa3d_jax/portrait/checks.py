@@ -1,0 +1,150 @@
+"""What a portrait must show for a good avatar, and what to say when it does not (issue 15 part 4).
+
+Measured on the chosen face's landmarks (MediaPipe's 468-point mesh, pixels) and the image:
+
+* size: the inter-ocular distance d_io = |p_33 - p_263| (outer eye corners). Below
+  ``MIN_INTEROCULAR_PX`` the face is too small to texture: an error that names the size needed.
+* frame edge: landmarks outside the image, or within ``EDGE_MARGIN`` of d_io of its border: a
+  warning naming the edge and the parts that will be guessed (``FacePartsCut``).
+* turn: |yaw| of the portrait's fitted head pose (z_pose rot_y, or the rotation's yaw) over 45°: a
+  warning that the far side comes from the mirrored near side; over 70°: an error.
+* cover: sunglasses (both eye regions much darker than the cheeks and nearly flat) and a hand or
+  object over the mouth (the lip region's redness a* no higher than the cheeks') -> warnings.
+* several faces: the largest is used and the count is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+MIN_INTEROCULAR_PX = 40.0  # ~ a 110 px wide face; the quick preset's crop is 128 px (ours)
+EDGE_MARGIN = 0.15  # of d_io: landmarks this near the border are cut off (ours)
+TURN_WARN_DEG = 45.0  # issue 15 part 4
+TURN_ERROR_DEG = 70.0  # the far eye is hidden: mirroring has nothing to mirror (ours)
+SUNGLASSES_LUMA_RATIO = 0.35  # eye regions' luma / cheeks' luma below this ... (ours)
+SUNGLASSES_FLAT_STD = 0.06  # ... with a luma std below this: an opaque, flat cover (ours)
+LIP_REDNESS_MARGIN = 0.01  # lips no redder than the cheeks by this: covered (lips are redder; ours)
+
+# MediaPipe face mesh indices (face_mesh_connections.py, canonical_face_model_uv_visualization).
+OUTER_EYE_CORNERS = (33, 263)
+LEFT_EYE = (362, 385, 387, 263, 373, 380)  # subject's left eye contour
+RIGHT_EYE = (33, 160, 158, 133, 153, 144)
+LEFT_CHEEK, RIGHT_CHEEK = 425, 205
+INNER_LIPS = (78, 81, 13, 311, 308, 402, 14, 178)
+OUTER_LIPS = (61, 40, 0, 270, 291, 321, 17, 91)
+PARTS = {"forehead and hair": (10, 338, 109), "chin": (152, 148, 377), "left cheek and ear": (454, 356),
+         "right cheek and ear": (234, 127)}
+
+
+class PortraitWarning(UserWarning):
+    """The avatar will be made, but part of it will be poor (the message says which)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceMeasure:
+    """The chosen face: landmarks (L, 2) pixels (x, y), and how many faces the photo holds."""
+
+    landmarks: np.ndarray
+    count: int
+
+
+def face_measurements(analysis, image: np.ndarray) -> FaceMeasure:
+    """The largest face of ``analysis`` (``face.analyze_faces``'s result) and the face count."""
+    faces = list(getattr(analysis, "faces", [analysis]))
+    if not faces:
+        raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
+                         f"with the eyes at least {MIN_INTEROCULAR_PX:.0f} px apart")
+    lms = [np.asarray(f.landmarks, np.float32)[:, :2] for f in faces]
+    areas = [np.ptp(l[:, 0]) * np.ptp(l[:, 1]) for l in lms]
+    return FaceMeasure(landmarks=lms[int(np.argmax(areas))], count=len(faces))
+
+
+def interocular(landmarks: np.ndarray) -> float:
+    a, b = OUTER_EYE_CORNERS
+    return float(np.linalg.norm(landmarks[a] - landmarks[b]))
+
+
+def check_portrait(image: np.ndarray, face: FaceMeasure) -> list[str]:
+    """Errors (raised) and warnings (returned) about size, frame edge, cover and face count."""
+    h, w = image.shape[:2]
+    lm = face.landmarks
+    notes = []
+    if face.count > 1:
+        notes.append(f"{face.count} faces found; the largest is used")
+    d = interocular(lm)
+    if d < MIN_INTEROCULAR_PX:
+        raise ValueError(f"the face is too small: its eyes are {d:.0f} px apart, the avatar needs at least "
+                         f"{MIN_INTEROCULAR_PX:.0f} px (a face about {2.6 * MIN_INTEROCULAR_PX:.0f} px wide); "
+                         f"use a larger or closer photo (this one is {w}x{h})")
+    margin = EDGE_MARGIN * d
+    edges = {"left": lm[:, 0] < margin, "right": lm[:, 0] > w - margin,
+             "top": lm[:, 1] < margin, "bottom": lm[:, 1] > h - margin}
+    for edge, hit in edges.items():
+        if np.any(hit):
+            parts = [name for name, idx in PARTS.items() if np.any(hit[list(idx)])] or ["the face's outline"]
+            notes.append(f"the face is cut off by the {edge} edge of the photo: {', '.join(parts)} will be "
+                         "guessed (filled from nearby colours) and look poor; use a photo with the whole head in frame")
+    notes += _cover(image, lm, d)
+    return notes
+
+
+def _region_pixels(image: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within ``radius`` of the polygon's centroid (a robust, shape-free sample)."""
+    h, w = image.shape[:2]
+    c = points.mean(0)
+    x0, x1 = int(max(0, c[0] - radius)), int(min(w, c[0] + radius + 1))
+    y0, y1 = int(max(0, c[1] - radius)), int(min(h, c[1] + radius + 1))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 3), np.float32)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    keep = (xx + 0.5 - c[0]) ** 2 + (yy + 0.5 - c[1]) ** 2 <= radius ** 2
+    return np.asarray(image[y0:y1, x0:x1][keep], np.float32)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.asarray([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601
+
+
+def _redness(rgb: np.ndarray) -> np.ndarray:
+    """A chroma proxy for CIELAB a*: red minus the mean of green and blue."""
+    return rgb[:, 0] - 0.5 * (rgb[:, 1] + rgb[:, 2])
+
+
+def _cover(image: np.ndarray, lm: np.ndarray, d: float) -> list[str]:
+    notes = []
+    cheeks = np.concatenate([_region_pixels(image, lm[[i]], 0.12 * d) for i in (LEFT_CHEEK, RIGHT_CHEEK)])
+    if len(cheeks) == 0:
+        return notes
+    cheek_luma = float(np.median(_luma(cheeks)))
+    eyes = [_region_pixels(image, lm[list(idx)], 0.12 * d) for idx in (LEFT_EYE, RIGHT_EYE)]
+    if all(len(e) for e in eyes) and cheek_luma > 0.05:
+        ratio = max(float(np.median(_luma(e))) for e in eyes) / cheek_luma
+        flat = max(float(np.std(_luma(e))) for e in eyes)
+        if ratio < SUNGLASSES_LUMA_RATIO and flat < SUNGLASSES_FLAT_STD:
+            notes.append("the eyes look covered (sunglasses?): the avatar's eyes will be painted from the cover, "
+                         "and gaze and blinks will look wrong; use a photo with the eyes visible")
+    lips = _region_pixels(image, lm[list(OUTER_LIPS)], 0.18 * d)
+    if len(lips) and float(np.median(_redness(lips))) <= float(np.median(_redness(cheeks))) + LIP_REDNESS_MARGIN:
+        notes.append("the mouth looks covered (a hand or an object over it?): the lips and the talking mouth "
+                     "will be poor; use a photo with the mouth visible")
+    return notes
+
+
+def check_pose(latent: np.ndarray, motion_fit=None) -> list[str]:
+    """Warnings (or an error) about how far the face is turned from the camera, from the fitted pose."""
+    from vasa3d_jax.motion_space import MotionSpace
+
+    space = MotionSpace.builtin()
+    if latent.shape[-1] != space.size:
+        return []
+    yaw = abs(math.degrees(float(latent[space.index("rot_y")])))
+    if yaw > TURN_ERROR_DEG:
+        raise ValueError(f"the face is turned {yaw:.0f} degrees from the camera (more than {TURN_ERROR_DEG:.0f}): "
+                         "the far half of the face is not visible; use a photo taken from the front (within 45 degrees)")
+    if yaw > TURN_WARN_DEG:
+        return [f"the face is turned {yaw:.0f} degrees from the camera (more than {TURN_WARN_DEG:.0f}): the far "
+                "half of the face is mirrored from the near half and will look poor from that side"]
+    return []

@@ -1,0 +1,103 @@
+"""Previews of a portrait avatar: the contact sheet and the turntable (issue 15, ``vasa3d fit``).
+
+contact sheet: two rows (mouth closed, mouth open); columns: the photo (its crop over the
+background outside the head-and-hair matte), the avatar in the photo's own view (photo latent and
+camera), then the avatar at azimuth 0, -30, +30, -60, +60 degrees (the pipeline's cameras, as
+``vasa3d speak`` sees it), head pose frontal, the photo's expression with the mouth set closed
+(AU25 = AU26 = 0) or open (AU25 = 1, AU26 = 0.8).
+
+turntable: one full turn at ORBIT elevation in ``TURNTABLE_FRAMES`` frames while the mouth opens
+and closes (a 2 Hz speech-like cycle), H.264.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from vasa3d_jax import pipeline, video
+
+SHEET_AZIMUTHS = (0.0, -30.0, 30.0, -60.0, 60.0)  # degrees (issue 15: front, +-30, +-60)
+TURNTABLE_FRAMES = 100  # 4 s at 25 fps
+MOUTH_OPEN = {"AU25": 1.0, "AU26": 0.8}
+
+
+def expression(space, photo_latent: np.ndarray, mouth_open: float) -> np.ndarray:
+    """(D,): the photo's facial dynamics, frontal pose, the mouth channels set by ``mouth_open`` in [0, 1]."""
+    x = np.zeros(space.size, np.float32)
+    x[: space.dyn_size] = np.asarray(photo_latent, np.float32)[: space.dyn_size]
+    for name, value in MOUTH_OPEN.items():
+        if name in space.names:
+            x[space.index(name)] = mouth_open * value
+    return x
+
+
+def photo_view(avatar, anchor, latent: np.ndarray | None = None) -> np.ndarray:
+    """The avatar rendered with the photo's latent (or ``latent``) in the photo's crop camera."""
+    from vasa3d_jax.fit.trainer import render_frames
+
+    x = anchor.latent if latent is None else latent
+    cam = anchor.camera()
+    cam = cam.replace(viewmat=cam.viewmat[None], K=cam.K[None])
+    return render_frames(avatar.model, avatar.params, np.asarray(x, np.float32)[None], cam,
+                         pipeline_background())[0]
+
+
+def pipeline_background():
+    return (1.0, 1.0, 1.0)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if image.shape[0] == size:
+        return image
+    pil = Image.fromarray(video.to_uint8(image)).resize((size, size), Image.BICUBIC)
+    return np.asarray(pil, np.float32) / 255.0
+
+
+def views(avatar, latent: np.ndarray, azimuths, size: int, elevation: float = 0.0) -> list[np.ndarray]:
+    """The avatar with ``latent`` from each azimuth (pipeline cameras), one (size, size, 3) image each."""
+    renderer = pipeline.FrameRenderer(avatar, size)
+    path = pipeline.CameraPath.static(0.0, elevation)
+    renderer.prepare(np.asarray(latent, np.float32)[None], path, 1)
+    out = []
+    for az in azimuths:
+        view = pipeline.CameraPath.static(az, elevation).viewmat(0, 1)
+        out.append(renderer(latent, view))
+    return out
+
+
+def contact_sheet(avatar, anchor, size: int = 192) -> np.ndarray:
+    """The two-row sheet of the module docstring, (2 (size + pad), 7 (size + pad), 3)."""
+    space = avatar.space
+    tiles = []
+    photo = _resize(anchor.target, size)
+    for mouth in (0.0, 1.0):
+        x = expression(space, anchor.latent, mouth)
+        own = anchor.latent.copy()
+        own[: space.dyn_size] = x[: space.dyn_size]
+        tiles.append(photo)
+        tiles.append(_resize(photo_view(avatar, anchor, own), size))
+        tiles += views(avatar, x, SHEET_AZIMUTHS, size)
+    return video.contact_sheet(np.stack(tiles), columns=len(SHEET_AZIMUTHS) + 2)
+
+
+def turntable_motion(space, photo_latent: np.ndarray, frames: int = TURNTABLE_FRAMES) -> np.ndarray:
+    """(T, D): the photo's expression, frontal pose, the mouth opening and closing at 2 Hz."""
+    t = np.arange(frames) / pipeline.FPS
+    opening = 0.5 - 0.5 * np.cos(2 * math.pi * 2.0 * t)
+    return np.stack([expression(space, photo_latent, float(o)) for o in opening])
+
+
+def write_previews(avatar, anchor, folder, size: int = 192) -> dict:
+    """``contact_sheet.png`` and ``turntable.mp4`` in ``folder``; returns their paths."""
+    folder = pathlib.Path(folder)
+    sheet = video.save_png(folder / "contact_sheet.png", contact_sheet(avatar, anchor, size))
+    motion = turntable_motion(avatar.space, anchor.latent)
+    path = pipeline.CameraPath("orbit", elevation=pipeline.ORBIT_ELEVATION_DEG)
+    mp4 = video.write_mp4(folder / "turntable.mp4", pipeline.render_motion(avatar, motion, path, size),
+                          fps=pipeline.FPS)
+    return {"contact_sheet": str(sheet), "turntable": str(mp4)}
