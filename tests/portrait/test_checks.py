@@ -49,11 +49,9 @@ def test_several_faces_reports_the_count_and_uses_the_largest():
         def __init__(self, lm):
             self.landmarks = lm
 
-    class Analysis:
-        faces = [Face(_landmarks(width=80)), Face(_landmarks(width=160)), Face(_landmarks(width=50))]
-
+    faces = [Face(_landmarks(width=80)), Face(_landmarks(width=160)), Face(_landmarks(width=50))]
     img, _ = _face_image()
-    face = checks.face_measurements(Analysis(), img)
+    face = checks.face_measurements(faces, img)
     assert face.count == 3 and np.ptp(face.landmarks[:, 0]) == pytest.approx(160, rel=1e-3)
     assert "3 faces found" in checks.check_portrait(img, face)[0]
 

@@ -261,8 +261,11 @@ def analyse(image: np.ndarray) -> Found:
     from vasa3d_jax.face import analyze_faces
     from vasa3d_jax.portrait.matte import head_and_hair_matte
 
-    analysis = analyze_faces(image)
-    face = checks.face_measurements(analysis, image)
+    with warnings.catch_warnings():  # the count and confidence are reported by checks.py instead
+        warnings.simplefilter("ignore")
+        faces = analyze_faces(image)
+    analysis = checks.largest_face(faces)
+    face = checks.face_measurements(faces, image)
     notes = checks.check_portrait(image, face)
     motion_fit = _encode(analysis)
     notes += checks.check_pose(_photo_latent(motion_fit), motion_fit)

@@ -45,21 +45,33 @@ class PortraitWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class FaceMeasure:
-    """The chosen face: landmarks (L, 2) pixels (x, y), and how many faces the photo holds."""
+    """The chosen face: landmarks (L, 2) pixels (x, y), how many faces the photo holds, and the mesh
+    model's confidence that it sees a usable frontal face (``FaceAnalysis.presence``)."""
 
     landmarks: np.ndarray
     count: int
+    presence: float = 1.0
 
 
-def face_measurements(analysis, image: np.ndarray) -> FaceMeasure:
-    """The largest face of ``analysis`` (``face.analyze_faces``'s result) and the face count."""
-    faces = list(getattr(analysis, "faces", [analysis]))
+def largest_face(faces):
+    """The face with the largest landmark box of ``analyze_faces``'s list (it orders them so)."""
+    faces = list(faces) if isinstance(faces, (list, tuple)) else [faces]
     if not faces:
         raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
                          f"with the eyes at least {MIN_INTEROCULAR_PX:.0f} px apart")
-    lms = [np.asarray(f.landmarks, np.float32)[:, :2] for f in faces]
-    areas = [np.ptp(l[:, 0]) * np.ptp(l[:, 1]) for l in lms]
-    return FaceMeasure(landmarks=lms[int(np.argmax(areas))], count=len(faces))
+    areas = [np.ptp(np.asarray(f.landmarks)[:, 0]) * np.ptp(np.asarray(f.landmarks)[:, 1]) for f in faces]
+    return faces[int(np.argmax(areas))]
+
+
+def face_measurements(faces, image: np.ndarray) -> FaceMeasure:
+    """The largest face of ``analyze_faces``'s list and the face count."""
+    face = largest_face(faces)
+    count = len(faces) if isinstance(faces, (list, tuple)) else 1
+    return FaceMeasure(landmarks=np.asarray(face.landmarks, np.float32)[:, :2], count=count,
+                       presence=float(getattr(face, "presence", 1.0)))
+
+
+PRESENCE_THRESHOLD = 0.5  # face/pipeline.py: MediaPipe's min_tracking_confidence
 
 
 def interocular(landmarks: np.ndarray) -> float:
@@ -87,6 +99,9 @@ def check_portrait(image: np.ndarray, face: FaceMeasure) -> list[str]:
             parts = [name for name, idx in PARTS.items() if np.any(hit[list(idx)])] or ["the face's outline"]
             notes.append(f"the face is cut off by the {edge} edge of the photo: {', '.join(parts)} will be "
                          "guessed (filled from nearby colours) and look poor; use a photo with the whole head in frame")
+    if face.presence <= PRESENCE_THRESHOLD:
+        notes.append(f"the face landmarks have low confidence ({face.presence:.2f}): the face is probably "
+                     "turned, covered or blurred; the avatar's shape and texture will follow unreliable landmarks")
     notes += _cover(image, lm, d)
     return notes
 
