@@ -72,6 +72,23 @@ class MotionSpace:
         return cls(dyn=dyn, pose=_pose_channels(),
                    mouth_weights=None if mouth_weights is None else tuple(map(float, mouth_weights)))
 
+    # ---- serialisation (the one JSON form, used by avatar and motion-model files) ----------------
+    def to_json(self) -> str | dict:
+        """``"builtin"`` for the built-in space, else ``{"dyn_size", "mouth_weights"}`` (a learned code)."""
+        if self == MotionSpace.builtin():
+            return "builtin"
+        return {"dyn_size": self.dyn_size, "mouth_weights": self.mouth_weights}
+
+    @classmethod
+    def from_json(cls, value: str | dict) -> "MotionSpace":
+        """Inverse of ``to_json``."""
+        if value == "builtin":
+            return cls.builtin()
+        if not isinstance(value, dict) or "dyn_size" not in value:
+            raise ValueError(f"not a MotionSpace description: {value!r}; expected 'builtin' or "
+                             "{'dyn_size': ..., 'mouth_weights': ...} as MotionSpace.to_json writes")
+        return cls.learned(value["dyn_size"], value.get("mouth_weights"))
+
     # ---- sizes and slices ---------------------------------------------------------------------
     @property
     def dyn_size(self) -> int:
