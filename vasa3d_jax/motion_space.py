@@ -22,6 +22,8 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from vasa3d_jax.constants import FPS
+
 # py-feat 2.1.5, feat/resources/au_to_mesh_pls_v4.npz: au_columns (their order is the channel order).
 ACTION_UNITS = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
@@ -46,7 +48,7 @@ class MotionSpace:
 
     dyn: tuple[Channel, ...]  # z_dyn channels
     pose: tuple[Channel, ...]  # z_pose channels: rot_x, rot_y, rot_z (axis-angle, rad), tx, ty, tz (m)
-    fps: float = 25.0  # motion frames per second
+    fps: float = float(FPS)  # motion frames per second
     mouth_weights: tuple[float, ...] | None = None  # linear readout of mouth opening from z_dyn
 
     # ---- construction -------------------------------------------------------------------------

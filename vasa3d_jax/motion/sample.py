@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa3d_jax.motion import diffusion
-from vasa3d_jax.motion.data import FPS, SAMPLE_RATE, Stats, fit_length
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.motion.data import Stats, fit_length
 from vasa3d_jax.motion.dit import Conditions, DiTConfig, MotionDiT
 from vasa3d_jax.motion_space import MotionSpace
 
