@@ -30,7 +30,8 @@ import time
 
 import numpy as np
 
-from vasa3d_jax import pipeline
+from vasa3d_jax.avatar.render import FrameRenderer, render_frames
+from vasa3d_jax.camera import CameraPath, camera_intrinsics
 from vasa3d_jax.portrait import api, checks
 from vasa3d_jax.portrait import metrics as metrics_lib
 from vasa3d_jax.portrait import previews
@@ -96,10 +97,10 @@ def geometry(avatar, latent: np.ndarray) -> dict:
     images = np.stack(previews.views(avatar, latent, AZIMUTHS, RENDER_SIZE))
     _, aux = avatar.model.apply(avatar.params, jnp.asarray(latent)[None])
     verts = np.asarray(aux["vertices"][0])[:468]
-    K = np.asarray(pipeline.camera_intrinsics(RENDER_SIZE))
+    K = np.asarray(camera_intrinsics(RENDER_SIZE))
     per_view = {}
     for az, lm in zip(AZIMUTHS, _faces(images)):
-        ref = _project(verts, pipeline.CameraPath.static(az, 0.0).viewmat(0, 1), K)
+        ref = _project(verts, CameraPath.static(az, 0.0).viewmat(0, 1), K)
         per_view[f"{az:+.0f}"] = None if lm is None else round(
             float(np.mean(np.linalg.norm(lm - ref, axis=1)) / checks.interocular(ref)), 4)
     found = [v for v in per_view.values() if v is not None]
@@ -118,8 +119,8 @@ def lips(avatar, latent: np.ndarray, generator) -> dict:
     d = space.dyn_size
     keep = np.zeros_like(motion)
     keep[:, :d] = motion[:, :d]  # frontal pose: the measurement is about the mouth, not the head
-    renderer = pipeline.FrameRenderer(avatar, RENDER_SIZE)
-    path = pipeline.CameraPath()
+    renderer = FrameRenderer(avatar, RENDER_SIZE)
+    path = CameraPath()
     renderer.prepare(keep, path, len(keep))
     images = np.stack([renderer(x, path.viewmat(0, 1)) for x in keep])
     gaps, opening = [], np.asarray(space.mouth_open(keep))
@@ -134,7 +135,6 @@ def lips(avatar, latent: np.ndarray, generator) -> dict:
 
 def heldout(result, config: EvalConfig, image) -> dict:
     """Synthetic frames at unseen latents and views (another sampling seed) vs the avatar's renders."""
-    from vasa3d_jax.fit.trainer import render_frames
     from vasa3d_jax.portrait.synth import synthesize
 
     found = api.analyse(image)
@@ -144,7 +144,7 @@ def heldout(result, config: EvalConfig, image) -> dict:
                            SamplingConfig(num_frames=config.heldout_frames, seed=config.heldout_seed, speech_clips=1))
     cams = views.cameras(anchor.size, anchor.size)
     target = np.asarray(synthesize(model, views.latents, cams))
-    render = render_frames(result.avatar.model, result.avatar.params, views.latents, cams, api.BACKGROUND)
+    render = render_frames(result.avatar, views.latents, cams, api.BACKGROUND)
     mask = ((target.min(-1) < 0.98) | (render.min(-1) < 0.98)).astype(np.float32)
     return metrics_lib.masked_metrics(render, target, mask)
 

@@ -25,6 +25,8 @@ import jax
 import numpy as np
 
 from vasa3d_jax import pipeline, video
+from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.camera import CameraSpec
 from vasa3d_jax.motion import MotionGenerator, load_default_model
 
 # About 5 s at espeak-ng's default 175 words per minute: 125 frames.
@@ -56,8 +58,8 @@ def synthesize(text: str, voice: str = VOICE) -> np.ndarray:
 
 
 def run(out_dir: str | os.PathLike, *, text: str | None = None, size: int = 256, seed: int = 0,
-        generator: MotionGenerator | None = None, avatar: pipeline.Avatar | None = None,
-        camera: pipeline.CameraSpec = "orbit", portrait=None, preset="quick",
+        generator: MotionGenerator | None = None, avatar: Avatar | None = None,
+        camera: CameraSpec = "orbit", portrait=None, preset="quick",
         workdir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Runs steps (1)-(5) (``text`` None: ``SENTENCE``; ``portrait`` None: the astronaut; ``avatar``
     given: step (1) is skipped); returns the summary (paths, frames, fps, per-stage wall times)."""

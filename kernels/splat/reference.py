@@ -84,10 +84,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
 from vasa3d_jax.kernels.splat.config import SplatConfig
 
-ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat 1.5.3 ALPHA_THRESHOLD: skip fainter contributions
-MAX_ALPHA = 0.999  # gsplat 1.5.3 rasterize_to_pixels: alpha clamp (0.99 in later gsplat)
 TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3: stop once T would fall to this or below
 
 

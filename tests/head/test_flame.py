@@ -17,7 +17,7 @@ import scipy.linalg
 import scipy.sparse
 
 from vasa3d_jax.head import load_flame
-from vasa3d_jax.head.lbs import rodrigues
+from vasa3d_jax.geometry import rodrigues
 
 torch = pytest.importorskip("torch")
 smplx_lbs = pytest.importorskip("smplx.lbs")

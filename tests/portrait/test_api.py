@@ -11,7 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from vasa3d_jax import pipeline
+from vasa3d_jax.avatar.io import Avatar, load_avatar
+from vasa3d_jax.avatar.render import render_frames
+from vasa3d_jax.avatar.template import template_avatar
+from vasa3d_jax.camera import PIVOT, CameraPath, camera_intrinsics
 from vasa3d_jax.avatar import GaussianAvatar
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import api
@@ -27,19 +30,16 @@ class MotionFit:
 
 
 def _truth():
-    return pipeline.template_avatar()
+    return template_avatar()
 
 
 def _photo_camera():
-    return Camera(viewmat=np.asarray(pipeline.CameraPath().viewmat(0, 1)),
-                  K=np.asarray(pipeline.camera_intrinsics(PHOTO)), width=PHOTO, height=PHOTO)
+    return Camera(viewmat=np.asarray(CameraPath().viewmat(0, 1)),
+                  K=np.asarray(camera_intrinsics(PHOTO)), width=PHOTO, height=PHOTO)
 
 
 def _render(latents, cams):
-    from vasa3d_jax.fit.trainer import render_frames
-
-    t = _truth()
-    return render_frames(t.model, t.params, np.asarray(latents), cams, (1.0, 1.0, 1.0))
+    return render_frames(_truth(), np.asarray(latents), cams)
 
 
 def _install(monkeypatch):
@@ -60,13 +60,13 @@ def _install(monkeypatch):
     matte = types.ModuleType("vasa3d_jax.portrait.matte")
     matte.head_and_hair_matte = lambda img, analysis: (np.min(img, -1) < 0.99).astype(np.float32)
     model = types.ModuleType("vasa3d_jax.portrait.model")
-    model.build_portrait_model = lambda img, analysis, fit, m: types.SimpleNamespace(space=space, pivot=pipeline.PIVOT)
+    model.build_portrait_model = lambda img, analysis, fit, m: types.SimpleNamespace(space=space, pivot=PIVOT)
 
     def initial_avatar(m, sp, config):
         g = GaussianAvatar(_truth().model.head, space, config)
         t = _truth()
         params = g.init(jax.random.key(0), colors=np.asarray(t.params["gaussians"].colors) * 0.8)
-        return pipeline.Avatar(g, params)
+        return Avatar(g, params)
 
     model.initial_avatar = initial_avatar
     synth = types.ModuleType("vasa3d_jax.portrait.synth")
@@ -111,7 +111,7 @@ def test_stages_cache_resume_and_outputs(tmp_path, monkeypatch):
     # What `vasa3d fit --portrait` writes: avatar.npz loadable by speak, previews, metrics.json.
     summary = api.fit_to_folder(photo, tmp_path / "out", "tiny", tmp_path / "a")
     assert summary["reused"]
-    avatar = pipeline.load_avatar(tmp_path / "out" / "avatar.npz")
+    avatar = load_avatar(tmp_path / "out" / "avatar.npz")
     assert avatar.space == MotionSpace.builtin()
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["photo_view"]["psnr"] > 15 and 0 <= metrics["photo_view"]["lpips"] < 0.5

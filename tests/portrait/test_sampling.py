@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.pipeline import PIVOT, CameraPath, camera_intrinsics
+from vasa3d_jax.camera import PIVOT, CameraPath, camera_intrinsics
 from vasa3d_jax.portrait import sampling as smp
 from vasa3d_jax.render.types import Camera
 

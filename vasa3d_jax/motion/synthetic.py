@@ -54,10 +54,9 @@ import scipy.ndimage
 import scipy.signal
 from scipy.spatial.transform import Rotation
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion_space import MotionSpace
 
-SAMPLE_RATE = 16_000  # Hz: the audio front-end's rate (Whisper's)
-FPS = 25  # motion frames per second (MotionSpace.builtin().fps)
 HOP = SAMPLE_RATE // FPS  # 640 audio samples per motion frame
 GRID_HZ = 100  # internal time grid of the motion model
 SUB = GRID_HZ // FPS  # grid points per motion frame

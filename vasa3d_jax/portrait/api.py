@@ -305,8 +305,8 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
 
 
 def _pivot(model) -> np.ndarray:
-    from vasa3d_jax import pipeline
-    return np.asarray(getattr(model, "pivot", pipeline.PIVOT), np.float32)
+    from vasa3d_jax.camera import PIVOT
+    return np.asarray(getattr(model, "pivot", PIVOT), np.float32)
 
 
 def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, workdir: pathlib.Path,
@@ -455,7 +455,7 @@ def _claim(workdir: pathlib.Path, digest: str, preset: PortraitPreset) -> None:
 
 
 def _save_result(workdir: pathlib.Path, avatar, anchor: Anchor, info: dict) -> None:
-    from vasa3d_jax.pipeline import save_avatar
+    from vasa3d_jax.avatar.io import save_avatar
 
     save_avatar(avatar, workdir / "avatar.npz")
     anchor.save(workdir / "anchor.npz")
@@ -463,7 +463,7 @@ def _save_result(workdir: pathlib.Path, avatar, anchor: Anchor, info: dict) -> N
 
 
 def _load_result(workdir: pathlib.Path):
-    from vasa3d_jax.pipeline import load_avatar
+    from vasa3d_jax.avatar.io import load_avatar
 
     paths = [workdir / n for n in ("avatar.npz", "anchor.npz", "result.json")]
     if not all(p.is_file() for p in paths):

@@ -18,6 +18,9 @@ import pathlib
 import numpy as np
 
 from vasa3d_jax import pipeline, video
+from vasa3d_jax.avatar.render import FrameRenderer, render_frames
+from vasa3d_jax.camera import ORBIT_ELEVATION_DEG, CameraPath
+from vasa3d_jax.constants import FPS
 
 SHEET_AZIMUTHS = (0.0, -30.0, 30.0, -60.0, 60.0)  # degrees (issue 15: front, +-30, +-60)
 TURNTABLE_FRAMES = 100  # 4 s at 25 fps
@@ -36,17 +39,10 @@ def expression(space, photo_latent: np.ndarray, mouth_open: float) -> np.ndarray
 
 def photo_view(avatar, anchor, latent: np.ndarray | None = None) -> np.ndarray:
     """The avatar rendered with the photo's latent (or ``latent``) in the photo's crop camera."""
-    from vasa3d_jax.fit.trainer import render_frames
-
     x = anchor.latent if latent is None else latent
     cam = anchor.camera()
     cam = cam.replace(viewmat=cam.viewmat[None], K=cam.K[None])
-    return render_frames(avatar.model, avatar.params, np.asarray(x, np.float32)[None], cam,
-                         pipeline_background())[0]
-
-
-def pipeline_background():
-    return (1.0, 1.0, 1.0)
+    return render_frames(avatar, np.asarray(x, np.float32)[None], cam)[0]
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -60,12 +56,12 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 def views(avatar, latent: np.ndarray, azimuths, size: int, elevation: float = 0.0) -> list[np.ndarray]:
     """The avatar with ``latent`` from each azimuth (pipeline cameras), one (size, size, 3) image each."""
-    renderer = pipeline.FrameRenderer(avatar, size)
-    path = pipeline.CameraPath.static(0.0, elevation)
+    renderer = FrameRenderer(avatar, size)
+    path = CameraPath.static(0.0, elevation)
     renderer.prepare(np.asarray(latent, np.float32)[None], path, 1)
     out = []
     for az in azimuths:
-        view = pipeline.CameraPath.static(az, elevation).viewmat(0, 1)
+        view = CameraPath.static(az, elevation).viewmat(0, 1)
         out.append(renderer(latent, view))
     return out
 
@@ -87,7 +83,7 @@ def contact_sheet(avatar, anchor, size: int = 192) -> np.ndarray:
 
 def turntable_motion(space, photo_latent: np.ndarray, frames: int = TURNTABLE_FRAMES) -> np.ndarray:
     """(T, D): the photo's expression, frontal pose, the mouth opening and closing at 2 Hz."""
-    t = np.arange(frames) / pipeline.FPS
+    t = np.arange(frames) / FPS
     opening = 0.5 - 0.5 * np.cos(2 * math.pi * 2.0 * t)
     return np.stack([expression(space, photo_latent, float(o)) for o in opening])
 
@@ -97,7 +93,7 @@ def write_previews(avatar, anchor, folder, size: int = 192) -> dict:
     folder = pathlib.Path(folder)
     sheet = video.save_png(folder / "contact_sheet.png", contact_sheet(avatar, anchor, size))
     motion = turntable_motion(avatar.space, anchor.latent)
-    path = pipeline.CameraPath("orbit", elevation=pipeline.ORBIT_ELEVATION_DEG)
+    path = CameraPath("orbit", elevation=ORBIT_ELEVATION_DEG)
     mp4 = video.write_mp4(folder / "turntable.mp4", pipeline.render_motion(avatar, motion, path, size),
-                          fps=pipeline.FPS)
+                          fps=FPS)
     return {"contact_sheet": str(sheet), "turntable": str(mp4)}

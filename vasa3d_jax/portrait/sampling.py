@@ -180,14 +180,12 @@ def orbit_angles(count: int, config: SamplingConfig, rng: np.random.Generator) -
 
 def orbit_viewmat(viewmat: np.ndarray, azimuth_deg: float, elevation_deg: float, pivot) -> np.ndarray:
     """The photo camera rotated about ``pivot`` so that it sees the head from (azimuth, elevation)
-    degrees further round (``fit.sds.orbit_camera``'s convention: positive azimuth shows the head's +x side)."""
-    r = (Rotation.from_euler("y", math.radians(azimuth_deg)).as_matrix()
-         @ Rotation.from_euler("x", math.radians(elevation_deg)).as_matrix())
-    pivot = np.asarray(pivot, np.float64)
-    m = np.eye(4)
-    m[:3, :3] = r
-    m[:3, 3] = pivot - r @ pivot
-    return (np.asarray(viewmat, np.float64) @ m).astype(np.float32)
+    degrees further round (``camera.orbit_camera``, the fitting's own novel-view formula)."""
+    from vasa3d_jax.camera import orbit_camera
+
+    cam = Camera(viewmat=np.asarray(viewmat, np.float32), K=np.eye(3, dtype=np.float32), width=1, height=1)
+    view = orbit_camera(cam, math.radians(azimuth_deg), math.radians(elevation_deg), np.asarray(pivot, np.float32))
+    return np.asarray(view.viewmat, np.float32)
 
 
 def compose_pose(base_rotvec: np.ndarray, delta_rotvec: np.ndarray) -> np.ndarray:
