@@ -12,6 +12,7 @@ import pytest
 
 from vasa3d_jax import parallel
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
+from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
 from vasa3d_jax.fit import losses, trainer
@@ -76,7 +77,7 @@ def setup():
     x[:, space.index("rot_x"):space.index("rot_x") + 3] = rng.normal(0, 0.2, (n, 3))
     view = np.asarray(look_at((0.0, 0.0, 0.5), (0.0, 0.0, 0.0)))
     K = np.asarray(intrinsics(2.0 * SIZE, 2.0 * SIZE, SIZE / 2, SIZE / 2))
-    data = fit_data.render_dataset(jax.jit(avatar.apply), gt, x, np.repeat(view[None], n, 0),
+    data = fit_data.render_dataset(Avatar(avatar, gt), x, np.repeat(view[None], n, 0),
                                    np.repeat(K[None], n, 0), SIZE, SIZE, np.zeros(3))
     loss = losses.LossConfig(lpips=0.0, consistency=0.0, adversarial=0.0, sharpening=0.0,
                              symmetry=0.05, main_steps=STEPS, sharpen_steps=0)
