@@ -296,7 +296,7 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     from vasa3d_jax.portrait.model import build_portrait_model
 
     model = build_portrait_model(image, found.analysis, found.motion_fit, found.matte)
-    matte = np.asarray(getattr(found.matte, "alpha", found.matte), np.float32)
+    matte = np.asarray(found.matte.head, np.float32)
     camera = found.motion_fit.camera
     box = crop_box(matte, CROP_MARGIN)
     crop_img = crop_resize(image, box, preset.size)

@@ -1,0 +1,349 @@
+"""The portrait model: one photo, the head fitted to it, and the photo carried onto that head.
+
+A ``PortraitModel`` is everything the training-frame synthesiser (synth.py) and the initial Gaussian
+avatar need, in the head model's frame (metres, y up, z out of the face):
+
+* the identity-fitted head (template head + per-vertex identity offsets ``shape``, which include the
+  hair shell of hair.py), and the linear base-deformation priors P_e, P_p of ``avatar.base_priors``,
+  so that a motion latent x = [z_dyn, z_pose] poses it exactly as an untrained ``GaussianAvatar``:
+
+    (1) e = z_dyn P_e,  p = z_pose P_p,
+        V(x) = head.vertices(shape, e[:E], [p_global, p_neck, e_jaw, e_eyes]) + p_t
+
+* surface sample points: on every triangle f the centroids of the L_f^2 sub-triangles of its
+  L_f-fold subdivision (a regular barycentric grid), L_f chosen from the triangle's projected area
+  in the photo (denser where the photo has more pixels, texture.py). A sample is (parent triangle,
+  barycentric b), so it rides on the mesh: at any latent its position is
+
+    (2) X_s(x) = sum_k b_sk V(x)[faces[parent_s, k]]
+
+  which is how the photo's texture is carried to the canonical (neutral) head and to every other
+  expression: the texture lives on (triangle, barycentric), not in space.
+* per sample: the photo pixel it was seen at (eq. 2 at the photo's latent, projected by the photo's
+  camera), its confidence w in [0, 1] (z-buffer visibility x head-and-hair matte x a ramp on the
+  viewing angle, texture.py), the fill colour for what the photo does not show (mirror, then
+  diffusion over the mesh, or the template's parts for eyes, mouth and teeth), and the blended colour
+
+    (3) c_s = w_s photo(u_s) + (1 - w_s) fill_s.
+
+``build_portrait_model`` makes one from the photo, its matte and the motion fit (latent, identity,
+camera); ``synth.synthesize`` renders frames from it; ``initial_avatar`` turns it into a
+``GaussianAvatar`` coloured from the photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, base_priors
+from vasa3d_jax.avatar import binding as bnd
+from vasa3d_jax.avatar import gaussians as gs
+from vasa3d_jax.head import HeadModel, template_head
+from vasa3d_jax.motion_space import MotionSpace
+from vasa3d_jax.portrait import hair as hair_lib
+from vasa3d_jax.portrait import splat
+from vasa3d_jax.portrait import texture as tex
+from vasa3d_jax.portrait.matte import Matte
+from vasa3d_jax.render import Camera
+
+# Surface samples as flat Gaussians (the template avatar's shape, pipeline.py): in-plane std a
+# fraction of the sub-triangle size k_f / L_f (covers it with overlap, stays sharp), thin along the
+# normal (binding.py local axis 1), nearly opaque so the surface is closed.
+PLANE_SCALE = 0.5
+NORMAL_SCALE = 0.1
+SURFACE_OPACITY = 0.98
+# Capacity of the splatting pass (pairs of Gaussian and binning tile): measured on the photo's view
+# and these probe views, times a margin for expressions, rounded up to a bucket so that portraits
+# of similar size share one compiled program.
+CAPACITY_MARGIN = 1.5
+CAPACITY_BUCKET = 16384
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PortraitModel:
+    """One portrait carried onto its fitted head (module docstring, eqs. 1-3).
+
+    head:        HeadModel (the template head; pytree)
+    shape:       (S,) float32 identity offsets (template: (3V,) metres), hair shell included
+    prior_exp:   (D_dyn, E + 9) float32 P_e of eq. 1 (``avatar.base_priors``)
+    prior_pose:  (6, 9) float32 P_p of eq. 1
+    image:       (H, W, 3) float32 the photo, RGB in [0, 1]
+    latent:      (D,) float32 the photo's motion latent x = [z_dyn, z_pose]
+    camera:      Camera of the photo (viewmat (4, 4) world->camera OpenCV, K (3, 3) px, W x H)
+    matte:       (H, W) float32 head-and-hair matte of the photo in [0, 1] (matte.Matte.head)
+    parent:      (P,) int32 sample -> triangle
+    bary:        (P, 3) float32 barycentric coordinates of the sample in its triangle
+    level:       (P,) float32 L_f of the sample's triangle (the sample covers k_f / L_f)
+    photo_xy:    (P, 2) float32 where the sample is in the photo, pixels (centres at +0.5)
+    confidence:  (P,) float32 w of eq. 3: how well the photo saw the sample (0 = not seen)
+    fill:        (P, 3) float32 RGB for what the photo does not show (mirror / diffusion / parts)
+    color:       (P, 3) float32 RGB of eq. 3
+    region:      (P,) int32 region of the sample's triangle (``head.region_names``)
+    thickness:   (V,) float32 hair-shell offset along the rest normal, metres (hair.py)
+    mouth_open:  () float32 inner-lip gap / mouth width in the photo (> MOUTH_OPEN_RATIO: open)
+    space:       static MotionSpace of ``latent``
+    """
+
+    head: HeadModel
+    shape: jax.Array
+    prior_exp: jax.Array
+    prior_pose: jax.Array
+    image: jax.Array
+    latent: jax.Array
+    camera: Camera
+    matte: jax.Array
+    parent: jax.Array
+    bary: jax.Array
+    level: jax.Array
+    photo_xy: jax.Array
+    confidence: jax.Array
+    fill: jax.Array
+    color: jax.Array
+    region: jax.Array
+    thickness: jax.Array
+    mouth_open: jax.Array
+    space: MotionSpace = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def num_samples(self) -> int:
+        return self.parent.shape[0]
+
+    def replace(self, **kw) -> "PortraitModel":
+        return dataclasses.replace(self, **kw)
+
+
+# ---- eq. 1-2: the posed head and its samples ------------------------------------------------------
+def posed_vertices(head: HeadModel, shape, prior_exp, prior_pose, space: MotionSpace, x) -> jax.Array:
+    """Eq. 1 for one latent ``x (D,)`` -> (V, 3); the same as ``GaussianAvatar.posed_vertices`` of
+    an avatar whose base networks are still their priors."""
+    z_dyn, z_pose = space.split(x)
+    e = z_dyn @ prior_exp
+    p = z_pose @ prior_pose
+    n = head.num_expression
+    pose = jnp.concatenate([p[3:6], p[0:3], e[n:n + 3], e[n + 3:n + 9]])
+    return head.vertices(shape, e[:n], pose) + p[6:9]
+
+
+def model_vertices(pm: PortraitModel, x) -> jax.Array:
+    """Eq. 1 of a portrait model: ``x (D,)`` -> (V, 3)."""
+    return posed_vertices(pm.head, pm.shape, pm.prior_exp, pm.prior_pose, pm.space, x)
+
+
+def sample_gaussians(faces, parent, bary, level, verts, opacity: float = SURFACE_OPACITY):
+    """Flat Gaussians at the samples of a posed mesh (eq. 2): (means, quats, scales, opacities)."""
+    frames = bnd.triangle_frames(verts, faces)
+    tri = verts[faces[parent]]
+    means = jnp.einsum("pk,pkc->pc", bary, tri)
+    k = frames.scales[parent] / level
+    scales = k[:, None] * jnp.asarray([PLANE_SCALE, NORMAL_SCALE, PLANE_SCALE], verts.dtype)
+    opacities = jnp.full(parent.shape, opacity, verts.dtype)
+    return means, frames.quats[parent], scales, opacities
+
+
+def project_points(points, viewmat, K):
+    """(N, 3) world -> (xy (N, 2) pixels, centres at +0.5; z (N,) camera depth, metres)."""
+    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    xy = cam[:, :2] / jnp.maximum(z, 1e-6)[:, None] * jnp.stack([K[0, 0], K[1, 1]]) + K[:2, 2]
+    return xy, z
+
+
+def bilinear(image, xy):
+    """Sample ``image (H, W, C)`` at pixel positions ``xy (..., 2)`` (centres at +0.5), clamped."""
+    h, w = image.shape[:2]
+    x = jnp.clip(xy[..., 0] - 0.5, 0.0, w - 1.0)
+    y = jnp.clip(xy[..., 1] - 0.5, 0.0, h - 1.0)
+    x0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, w - 2)
+    y0 = jnp.clip(jnp.floor(y).astype(jnp.int32), 0, h - 2)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    a, b = image[y0, x0], image[y0, x0 + 1]
+    c, d = image[y0 + 1, x0], image[y0 + 1, x0 + 1]
+    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+def barycentric_grid(level: int) -> np.ndarray:
+    """(L^2, 3) barycentric centroids of the sub-triangles of a triangle's L-fold subdivision."""
+    pts = []
+    for i in range(level):
+        for j in range(level - i):
+            pts.append(((i + 1 / 3) / level, (j + 1 / 3) / level))  # upward sub-triangle
+            if i + j <= level - 2:
+                pts.append(((i + 2 / 3) / level, (j + 2 / 3) / level))  # downward one
+    uv = np.asarray(pts)
+    return np.stack([1 - uv.sum(1), uv[:, 0], uv[:, 1]], 1)
+
+
+def layout_samples(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-triangle subdivision levels (F,) -> (parent (P,), bary (P, 3), level (P,))."""
+    parents, barys, lv = [], [], []
+    for level in np.unique(levels):
+        tris = np.where(levels == level)[0]
+        grid = barycentric_grid(int(level))
+        parents.append(np.repeat(tris, len(grid)))
+        barys.append(np.tile(grid, (len(tris), 1)))
+        lv.append(np.full(len(tris) * len(grid), float(level)))
+    order = np.argsort(np.concatenate(parents), kind="stable")
+    return (np.concatenate(parents)[order].astype(np.int32),
+            np.concatenate(barys)[order].astype(np.float32),
+            np.concatenate(lv)[order].astype(np.float32))
+
+
+def capacity_for(counts) -> int:
+    """A splatting capacity for measured pair counts (margin, then a bucket)."""
+    need = CAPACITY_MARGIN * float(np.max(np.asarray(counts)))
+    return max(1, math.ceil(need / CAPACITY_BUCKET)) * CAPACITY_BUCKET
+
+
+# ---- the motion fit -------------------------------------------------------------------------------
+def _fit_fields(motion_fit, head: HeadModel):
+    """(latent, shape, camera) from an encoder ``MotionFit`` (duck-typed until its API settles)."""
+    def first(*names):
+        for n in names:
+            v = getattr(motion_fit, n, None)
+            if v is not None:
+                return v
+        raise AttributeError(f"motion fit {type(motion_fit).__name__} has none of {names}")
+
+    latent = jnp.asarray(first("x", "latent", "latents"), jnp.float32).reshape(-1)
+    shape = first("shape", "identity", "identity_shape", "offsets")
+    shape = jnp.asarray(shape, jnp.float32).reshape(-1)
+    camera = first("camera")
+    return latent, shape, camera
+
+
+def build_portrait_model(image, analysis, motion_fit, matte: Matte, *, head: HeadModel | None = None,
+                         space: MotionSpace | None = None, **kw) -> PortraitModel:
+    """The portrait model of a photo (module docstring) from the face analysis, the encoder's motion
+    fit (latent, identity, camera) and the head-and-hair matte. See ``build_from_fit`` for ``kw``."""
+    head = head or template_head()
+    latent, shape, camera = _fit_fields(motion_fit, head)
+    return build_from_fit(image, matte, latent=latent, shape=shape, camera=camera, head=head,
+                          space=space, **kw)
+
+
+def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: HeadModel | None = None,
+                   space: MotionSpace | None = None, hair_shell: bool = True,
+                   sample_spacing_px: float = 1.5, max_level: int = 6,
+                   verbose: bool = False) -> PortraitModel:
+    """The portrait model from explicit inputs.
+
+    image: (H, W, 3) RGB in [0, 1] (uint8 is converted). matte: ``matte.Matte`` of the photo.
+    latent: (D,) the photo's motion latent in ``space`` (default ``MotionSpace.builtin()``).
+    shape: (S,) identity of ``head`` (template: (3V,) per-vertex offsets, metres; zeros = mean head).
+    camera: the photo's ``Camera`` (width, height = the image's).
+    hair_shell: push scalp vertices out to the matte's silhouette (hair.py).
+    sample_spacing_px: target distance between surface samples in the photo (denser = sharper
+        initial avatar, more Gaussians); max_level caps the subdivision of one triangle (L^2 samples).
+    """
+    t0 = time.perf_counter()
+    head = head or template_head()
+    space = space or MotionSpace.builtin()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be (H, W, 3) RGB; got {image.shape}")
+    h, w = image.shape[:2]
+    if (camera.width, camera.height) != (w, h):
+        raise ValueError(f"camera is {camera.width}x{camera.height} but the image is {w}x{h}; "
+                         "pass the camera the motion fit estimated for this image")
+    if matte.head.shape != (h, w):
+        raise ValueError(f"matte is {matte.head.shape} but the image is {(h, w)}")
+    latent = jnp.asarray(latent, jnp.float32).reshape(-1)
+    space.check(latent)
+    shape = jnp.asarray(shape, jnp.float32).reshape(-1)
+    if shape.shape[0] != head.num_shape:
+        raise ValueError(f"shape has {shape.shape[0]} values; this {head.kind} head needs {head.num_shape}")
+    p_exp, p_pose = base_priors(space, head, AvatarConfig())
+    pose_fn = jax.jit(lambda s, x: posed_vertices(head, s, p_exp, p_pose, space, x))
+
+    thickness = np.zeros(head.num_vertices, np.float32)
+    if hair_shell:
+        thickness = hair_lib.shell_thickness(head, np.asarray(pose_fn(shape, latent)), camera, matte.head)
+        normals = hair_lib.rest_normals(head, shape)
+        shape = shape + jnp.asarray((thickness[:, None] * normals).reshape(-1), jnp.float32)
+    verts = np.asarray(pose_fn(shape, latent))
+    t1 = time.perf_counter()
+
+    faces = np.asarray(head.faces)
+    levels = tex.subdivision_levels(head, verts, camera, sample_spacing_px, max_level)
+    parent, bary, level = layout_samples(levels)
+    texture = tex.project_texture(head, verts, camera, image, matte, parent, bary, level)
+    t2 = time.perf_counter()
+    if verbose:
+        print(f"portrait model: shell {t1 - t0:.2f}s, texture {t2 - t1:.2f}s, {len(parent)} samples")
+    region = np.asarray(head.face_region)[parent]
+    return PortraitModel(
+        head=head, shape=shape, prior_exp=p_exp, prior_pose=p_pose,
+        image=jnp.asarray(image, jnp.float32), latent=latent, camera=camera,
+        matte=jnp.asarray(matte.head, jnp.float32), parent=jnp.asarray(parent),
+        bary=jnp.asarray(bary), level=jnp.asarray(level),
+        photo_xy=jnp.asarray(texture.photo_xy, jnp.float32),
+        confidence=jnp.asarray(texture.confidence, jnp.float32),
+        fill=jnp.asarray(texture.fill, jnp.float32), color=jnp.asarray(texture.color, jnp.float32),
+        region=jnp.asarray(region, jnp.int32), thickness=jnp.asarray(thickness, jnp.float32),
+        mouth_open=jnp.asarray(texture.mouth_open, jnp.float32), space=space)
+
+
+# ---- the initial Gaussian avatar ------------------------------------------------------------------
+def initial_avatar(pm: PortraitModel, space: MotionSpace | None = None, *,
+                   config: AvatarConfig = AvatarConfig(), opacity: float = SURFACE_OPACITY,
+                   key: jax.Array | None = None):
+    """A ``GaussianAvatar`` (as ``pipeline.Avatar``) initialised from the portrait model: one flat,
+    nearly opaque Gaussian per surface sample (GaussianAvatars' binding; local position = the sample,
+    in-plane std PLANE_SCALE k_f / L_f, normal std NORMAL_SCALE k_f / L_f), coloured by eq. 3
+    (photo where seen, fill elsewhere; the template's parts for eyes, mouth and teeth where the photo
+    does not show them), identity = the portrait's shape (hair shell included). The base networks
+    start at their priors and the residuals at zero (``GaussianAvatar.init``), so at the photo's
+    latent and camera the avatar renders the photo's colours on the fitted head.
+
+    space: the avatar's motion space (default: the portrait's). config: ``AvatarConfig`` (its
+    ``per_triangle`` is ignored: the samples set the count; ``sh_degree`` is honoured).
+    """
+    from vasa3d_jax.pipeline import Avatar
+    space = space or pm.space
+    if space != pm.space:
+        raise ValueError("the avatar's motion space differs from the portrait's; the portrait's latent "
+                         "would mean something else: build the portrait model in that space")
+    key = jax.random.key(0) if key is None else key
+    model = GaussianAvatar(pm.head, space, config)
+    params = model.init(key)
+    g, b = _bound_gaussians(model.faces, model.neutral_vertices(pm.shape), pm.parent, pm.bary,
+                            pm.level, pm.color, opacity, config.sh_degree)
+    g, b = gs.grow(g, b, gs.bucket_capacity(pm.num_samples, config.bucket))
+    return Avatar(model, {**params, "gaussians": g, "binding": b, "shape": pm.shape})
+
+
+def _bound_gaussians(faces, neutral, parent, bary, level, color, opacity, sh_degree):
+    frames = bnd.gather_frames(bnd.triangle_frames(neutral, faces), parent)
+    means = jnp.einsum("pk,pkc->pc", bary, neutral[faces[parent]])
+    log_scales = jnp.log(jnp.asarray([PLANE_SCALE, NORMAL_SCALE, PLANE_SCALE])) - jnp.log(level)[:, None]
+    n = parent.shape[0]
+    colors = color if sh_degree is None else gs.rgb_to_sh(color, sh_degree)
+    g = gs.BoundGaussians(
+        means_local=bnd.world_to_local_means(means, frames),
+        quats_local=jnp.tile(jnp.array([1.0, 0.0, 0.0, 0.0], jnp.float32), (n, 1)),
+        log_scales=log_scales.astype(jnp.float32),
+        opacity_logits=jnp.full((n,), gs.logit(opacity), jnp.float32), colors=colors)
+    return g, gs.Binding(parent=parent, active=jnp.ones((n,), bool))
+
+
+def resample(pm: PortraitModel, sample_spacing_px: float, max_level: int = 6) -> PortraitModel:
+    """The same portrait with another sample layout (e.g. fewer Gaussians for a faster fit)."""
+    verts = np.asarray(model_vertices(pm, pm.latent))
+    levels = tex.subdivision_levels(pm.head, verts, pm.camera, sample_spacing_px, max_level)
+    parent, bary, level = layout_samples(levels)
+    matte = Matte(person=np.asarray(pm.matte), head=np.asarray(pm.matte), hair=np.zeros_like(pm.matte),
+                  face=np.zeros_like(pm.matte))
+    t = tex.project_texture(pm.head, verts, pm.camera, np.asarray(pm.image), matte, parent, bary, level)
+    return pm.replace(parent=jnp.asarray(parent), bary=jnp.asarray(bary), level=jnp.asarray(level),
+                      photo_xy=jnp.asarray(t.photo_xy), confidence=jnp.asarray(t.confidence),
+                      fill=jnp.asarray(t.fill), color=jnp.asarray(t.color),
+                      region=jnp.asarray(np.asarray(pm.head.face_region)[parent], jnp.int32))

@@ -1,0 +1,132 @@
+"""Training frames from one portrait: mesh-guided photo warping.
+
+The built-in synthesiser (VASA-1's decoder in the paper, paper-notes.md §1.3; no such model ships,
+so this one is made from the portrait itself). For a motion latent x and a camera, the head is
+posed by x (model.py eq. 1) and its surface samples (model.py eq. 2) are splatted as flat, nearly
+opaque Gaussians whose channels are not colours but what the photo says about them
+(splat.py eq. 1): f_s = (w_s u_s / W, w_s v_s / H, w_s, fill_s), with u_s the sample's pixel in the
+photo, w_s its confidence (texture.py eq. 1) and fill_s its fill colour. Per pixel, with A the
+splatted alpha and O the composited channels,
+
+    (1) w = O_w / A,   u = (W, H) * O_uw / O_w,   fill = O_fill / A
+    (2) I = A (w photo(u) + (1 - w) fill) + (1 - A) bg          photo(u): bilinear sample
+
+so photo detail finer than the sample spacing survives (the photo is sampled per pixel, only the
+smooth coordinate field u is interpolated by the splats), the photo's own pixels come back at the
+photo's latent and camera, and what the photo did not see is the fill. A, w are returned with the
+frames: A as the head mask, w as a per-pixel confidence for weighting the fitting loss
+(portrait-notes.md §5.3).
+
+``Synthesizer`` is the protocol a user's own generator implements to replace this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vasa3d_jax.portrait import splat
+from vasa3d_jax.portrait.model import (PortraitModel, bilinear, capacity_for, model_vertices,
+                                       sample_gaussians)
+from vasa3d_jax.render import Camera
+
+DEFAULT_BATCH = 8  # frames per compiled call (memory of the batched binning grows with it)
+
+
+class Synthesizer(Protocol):
+    """Anything that renders training frames of a portrait for given motion latents and cameras:
+    (portrait model, latents (N, D), cameras: a batched ``render.Camera`` (N, 4, 4) / (N, 3, 3))
+    -> frames (N, H, W, 3) float32 RGB in [0, 1] (H, W = the cameras' size)."""
+
+    def __call__(self, portrait: PortraitModel, latents: jax.Array, cameras: Camera) -> jax.Array:
+        ...
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SynthFrames:
+    """rgb (N, H, W, 3) eq. 2; alpha (N, H, W) head coverage; confidence (N, H, W) w of eq. 1."""
+
+    rgb: jax.Array
+    alpha: jax.Array
+    confidence: jax.Array
+
+
+def _gaussians(pm: PortraitModel, x):
+    verts = model_vertices(pm, x)
+    return sample_gaussians(pm.head.faces, pm.parent, pm.bary, pm.level, verts)
+
+
+@functools.partial(jax.jit, static_argnames=("width", "height"))
+def _counts(pm: PortraitModel, latents, viewmats, Ks, *, width, height):
+    def one(x, vm, k):
+        return splat.count_isects(*_gaussians(pm, x), vm, k, width=width, height=height)
+    return jax.vmap(one)(latents, viewmats, Ks)
+
+
+@functools.partial(jax.jit, static_argnames=("width", "height", "capacity"))
+def _synth(pm: PortraitModel, latents, viewmats, Ks, background, *, width, height, capacity):
+    h_img, w_img = pm.image.shape[:2]
+    scale = jnp.asarray([w_img, h_img], jnp.float32)
+    feats = jnp.concatenate([pm.confidence[:, None] * pm.photo_xy / scale, pm.confidence[:, None],
+                             pm.fill], axis=1)
+
+    def one(x, vm, k):
+        out, alpha, overflow, _ = splat.splat_channels(*_gaussians(pm, x), feats, vm, k, width=width,
+                                                       height=height, capacity=capacity)
+        a = jnp.maximum(alpha, 1e-6)[..., None]
+        ow = out[..., 2:3]
+        xy = out[..., 0:2] / jnp.maximum(ow, 1e-6) * scale  # eq. 1
+        w = jnp.clip(ow / a, 0.0, 1.0)
+        fill = out[..., 3:6] / a
+        photo = bilinear(pm.image, xy)
+        rgb = alpha[..., None] * (w * photo + (1 - w) * fill) + (1 - alpha[..., None]) * background
+        return jnp.clip(rgb, 0.0, 1.0), alpha, w[..., 0] * (alpha > 1e-3), overflow
+
+    return jax.vmap(one)(latents, viewmats, Ks)
+
+
+def synthesize_frames(pm: PortraitModel, latents, cameras: Camera, *, background=(1.0, 1.0, 1.0),
+                      batch: int = DEFAULT_BATCH) -> SynthFrames:
+    """Eqs. 1-2 for N (latent, camera) pairs: latents (N, D) in ``pm.space``; cameras a batched
+    ``Camera`` (viewmat (N, 4, 4), K (N, 3, 3)) or one camera for every latent. Rendered ``batch``
+    frames per compiled call; the splatting capacity is measured on the frames (no frame is
+    truncated: an overflow raises)."""
+    latents = jnp.asarray(latents, jnp.float32)
+    if latents.ndim != 2:
+        raise ValueError(f"latents must be (N, D); got {latents.shape}")
+    pm.space.check(latents)
+    n = latents.shape[0]
+    vm = jnp.broadcast_to(jnp.asarray(cameras.viewmat, jnp.float32), (n, 4, 4))
+    ks = jnp.broadcast_to(jnp.asarray(cameras.K, jnp.float32), (n, 3, 3))
+    w, h = cameras.width, cameras.height
+    bg = jnp.asarray(background, jnp.float32)
+    batch = max(1, min(batch, n))
+    pad = (-n) % batch
+    if pad:
+        latents = jnp.concatenate([latents, jnp.repeat(latents[-1:], pad, 0)])
+        vm = jnp.concatenate([vm, jnp.repeat(vm[-1:], pad, 0)])
+        ks = jnp.concatenate([ks, jnp.repeat(ks[-1:], pad, 0)])
+    counts = np.concatenate([np.asarray(_counts(pm, latents[i:i + batch], vm[i:i + batch],
+                                                ks[i:i + batch], width=w, height=h))
+                             for i in range(0, n + pad, batch)])
+    cap = capacity_for(counts)
+    outs = []
+    for i in range(0, n + pad, batch):
+        rgb, alpha, conf, overflow = _synth(pm, latents[i:i + batch], vm[i:i + batch],
+                                            ks[i:i + batch], bg, width=w, height=h, capacity=cap)
+        if int(jnp.max(overflow)):
+            raise RuntimeError(f"synthesis overflowed its splatting capacity {cap}")
+        outs.append((rgb, alpha, conf))
+    rgb, alpha, conf = (jnp.concatenate(p)[:n] for p in zip(*outs))
+    return SynthFrames(rgb=rgb, alpha=alpha, confidence=conf)
+
+
+def synthesize(pm: PortraitModel, latents, cameras: Camera, **kw) -> jax.Array:
+    """The built-in ``Synthesizer``: frames (N, H, W, 3) (see ``synthesize_frames``)."""
+    return synthesize_frames(pm, latents, cameras, **kw).rgb

@@ -1,0 +1,267 @@
+"""Texture from one photo: where each surface sample was seen, how well, and what fills the rest.
+
+For a sample s (model.py eq. 2) at the photo's latent, projected by the photo's camera to pixel u_s
+at depth z_s, with triangle normal n_s and view direction v_s = (camera centre - X_s) / |...|
+(portrait-notes.md §2.2):
+
+    (1) w_s = vis_s * matte(u_s) * ramp(n_s . v_s) * part_s
+        vis_s  = [z_s <= D(u_s) + DEPTH_TOL_M],  D the z-buffer: the splatted surface's depth
+        ramp(c) = smoothstep((c - COS_LOW) / (COS_HIGH - COS_LOW))   (grazing views carry little)
+        part_s = 0 for mouth-cavity and teeth samples when the photo's mouth is closed, and for lip
+                 (face) samples that land inside the photo's inner-lip polygon when it is open
+                 (those pixels are teeth and cavity, never lips: §4.2)
+
+Fill for what the photo does not show (§2.4-2.6), on the skin vertices (face, scalp, neck) of the
+mesh, with each vertex's own photo colour p_i and confidence w_i (eq. 1 at the vertex), its mirror
+partner m(i) (the template is left-right symmetric: the vertex nearest to (-x, y, z)):
+
+    (2) min_c  sum_{(i,j) in E} |c_i - c_j|^2 + LAMBDA sum_i [ w_i |c_i - p_i|^2
+                                                 + MIRROR (1 - w_i) w_m(i) |c_i - p_m(i)|^2 ]
+                                                 + EPS sum_i |c_i - mean(p)|^2
+
+one sparse screened-Poisson solve: seen vertices keep their colour, the unseen side takes its mirror
+partner's, and what neither sees (scalp, back, under the chin) is the harmonic (diffused) blend of
+the nearest seen colours, hair from the hair seen around the face. A sample's fill is the
+barycentric blend of its triangle's vertex fills; eyes, mouth cavity and teeth take the template's
+part colours (``pipeline.skin_colors``) instead, and their photo pixels where eq. 1 sees them
+(the eyeballs through the lid opening: iris, sclera and catch-light).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage
+import scipy.sparse
+import scipy.sparse.linalg
+import scipy.spatial
+
+from vasa3d_jax.head import HeadModel
+from vasa3d_jax.head import template as tpl
+from vasa3d_jax.portrait import splat
+
+DEPTH_TOL_M = 0.006  # a sample within 6 mm behind the z-buffer is seen (splatted depth blends ~mm)
+COS_LOW, COS_HIGH = 0.15, 0.5  # §2.2: no weight below cos 0.15, full weight from cos 0.5 (60 deg)
+LAMBDA = 100.0  # eq. 2 data weight against unit edge weights: seen colours stay
+MIRROR = 0.8  # eq. 2: a mirrored colour counts a little less than a seen one
+EPS = 1e-4  # eq. 2: keeps components without any data defined (their mean colour)
+MIRROR_TOL_M = 0.002  # a vertex without a partner within 2 mm has none
+MOUTH_OPEN_RATIO = 0.08  # inner-lip gap / inner mouth width above which the photo's mouth is open
+ERODE_PX = 5  # matte erosion (a 5 x 5 minimum filter: 2 px) before it weighs eq. 1
+VERTEX_MIN_WEIGHT = 0.4  # eq. 2 data only from vertices seen at least this well
+SKIN_REGIONS = ("face", "scalp", "neck")
+PART_REGIONS = ("eyes", "mouth", "teeth")
+
+
+@dataclasses.dataclass(frozen=True)
+class Texture:
+    """Per-sample texture (numpy). photo_xy (P, 2) px, confidence (P,), fill (P, 3), color (P, 3),
+    vertex_fill (V, 3) and vertex_confidence (V,) of eq. 2, mouth_open the photo's lip-gap ratio."""
+
+    photo_xy: np.ndarray
+    confidence: np.ndarray
+    fill: np.ndarray
+    color: np.ndarray
+    vertex_fill: np.ndarray
+    vertex_confidence: np.ndarray
+    mouth_open: float
+
+
+def smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: float,
+                       max_level: int) -> np.ndarray:
+    """(F,) L_f: triangles facing the photo's camera get about one sample per spacing_px^2 of
+    their projected area (at least 2 on the face); the rest one sample."""
+    from vasa3d_jax.portrait.model import project_points
+    faces = np.asarray(head.faces)
+    xy, z = map(np.asarray, project_points(jnp.asarray(verts), camera.viewmat, camera.K))
+    t = xy[faces]
+    area = 0.5 * np.abs((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1])
+                        - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1]))
+    centre = _camera_centre(camera)
+    tri = verts[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    facing = np.einsum("fc,fc->f", n, centre - tri.mean(1)) > 0
+    level = np.ceil(np.sqrt(area) / spacing_px)
+    level = np.where(facing, level, 1)
+    face = np.asarray(head.face_region) == head.region_id("face")
+    level = np.where(face, np.maximum(level, 2), level)
+    return np.clip(level, 1, max_level).astype(np.int32)
+
+
+def _camera_centre(camera) -> np.ndarray:
+    vm = np.asarray(camera.viewmat, np.float64)
+    return -vm[:3, :3].T @ vm[:3, 3]
+
+
+@functools.partial(jax.jit, static_argnames=("width", "height", "capacity"))
+def _depth_map(faces, parent, bary, level, verts, viewmat, K, *, width, height, capacity):
+    from vasa3d_jax.portrait.model import sample_gaussians
+    means, quats, scales, opac = sample_gaussians(faces, parent, bary, level, verts, opacity=0.999)
+    z = means @ viewmat[2, :3] + viewmat[2, 3]
+    out, alpha, overflow, _ = splat.splat_channels(means, quats, scales, opac, z[:, None], viewmat, K,
+                                                   width=width, height=height, capacity=capacity)
+    return out[..., 0] / jnp.maximum(alpha, 1e-6), alpha, overflow
+
+
+def depth_map(head: HeadModel, verts, camera, parent, bary, level):
+    """The z-buffer D of eq. 1 ((H, W) metres) and its coverage alpha (H, W), from the samples."""
+    from vasa3d_jax.portrait.model import capacity_for, sample_gaussians
+    faces = jnp.asarray(head.faces)
+    args = (faces, jnp.asarray(parent), jnp.asarray(bary), jnp.asarray(level), jnp.asarray(verts))
+    g = sample_gaussians(*args)
+    cap = capacity_for(splat.count_isects(*g, camera.viewmat, camera.K, width=camera.width,
+                                          height=camera.height))
+    d, a, overflow = _depth_map(*args, camera.viewmat, camera.K, width=camera.width,
+                                height=camera.height, capacity=cap)
+    if int(overflow):
+        raise RuntimeError(f"depth map overflowed its capacity {cap}")
+    return np.asarray(d), np.asarray(a)
+
+
+def _nearest(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    x = np.clip(np.floor(xy[:, 0]).astype(int), 0, w - 1)
+    y = np.clip(np.floor(xy[:, 1]).astype(int), 0, h - 1)
+    return img[y, x]
+
+
+def _bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    from vasa3d_jax.portrait.model import bilinear
+    return np.asarray(bilinear(jnp.asarray(img), jnp.asarray(xy, jnp.float32)))
+
+
+def seen_weight(points, normals, camera, depth, alpha, matte) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 1 without the part term: (xy (N, 2) px, w (N,)) of points with outward normals."""
+    from vasa3d_jax.portrait.model import project_points
+    xy, z = map(np.asarray, project_points(jnp.asarray(points, jnp.float32), camera.viewmat, camera.K))
+    h, w = depth.shape
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h) & (z > 0)
+    vis = inside & (_nearest(alpha, xy) > 0.5) & (z <= _nearest(depth, xy) + DEPTH_TOL_M)
+    view = _camera_centre(camera) - points
+    view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
+    nrm = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    cos = np.einsum("nc,nc->n", nrm, view)
+    ramp = smoothstep((cos - COS_LOW) / (COS_HIGH - COS_LOW))
+    m = _bilinear(matte[..., None], xy)[:, 0]
+    return xy, vis * ramp * m
+
+
+def mirror_partners(head: HeadModel) -> np.ndarray:
+    """(V,) the vertex nearest to each vertex's mirror image (-x, y, z) on the rest template, or -1."""
+    v = np.asarray(head.v_template, np.float64)
+    d, idx = scipy.spatial.cKDTree(v).query(v * np.array([-1.0, 1.0, 1.0]))
+    return np.where(d < MIRROR_TOL_M, idx, -1)
+
+
+def vertex_normals(faces: np.ndarray, verts: np.ndarray) -> np.ndarray:
+    """(V, 3) area-weighted unit vertex normals."""
+    tri = verts[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    out = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(out, faces[:, k], n)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def diffuse_fill(faces: np.ndarray, skin: np.ndarray, colour: np.ndarray, weight: np.ndarray,
+                 partner: np.ndarray) -> np.ndarray:
+    """Eq. 2 over the vertices where ``skin (V,)`` is True, edges of ``faces``: -> (V, 3) fill."""
+    nv = len(colour)
+    ids = np.where(skin)[0]
+    local = -np.ones(nv, np.int64)
+    local[ids] = np.arange(len(ids))
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = e[skin[e[:, 0]] & skin[e[:, 1]]]
+    i, j = local[e[:, 0]], local[e[:, 1]]
+    n = len(ids)
+    adj = scipy.sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.float64)
+    lap = scipy.sparse.diags(np.asarray(adj.sum(1)).ravel()) - adj
+    w = weight[ids]
+    p = colour[ids]
+    has = (partner[ids] >= 0) & skin[np.maximum(partner[ids], 0)]
+    pm = np.where(has, partner[ids], 0)
+    wm = np.where(has, MIRROR * (1 - w) * weight[pm], 0.0)
+    seen = w > 0.05
+    mean = p[seen].mean(0) if seen.any() else np.full(3, 0.5)
+    diag = LAMBDA * (w + wm) + EPS
+    rhs = LAMBDA * (w[:, None] * p + wm[:, None] * colour[pm]) + EPS * mean
+    a = (lap + scipy.sparse.diags(diag)).tocsc()
+    solve = scipy.sparse.linalg.factorized(a)
+    out = np.zeros((nv, 3))
+    out[ids] = np.stack([solve(rhs[:, k]) for k in range(3)], 1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def inner_lip_polygon(xy_vertices: np.ndarray) -> np.ndarray:
+    """(18, 2) the inner-lip contour (corner, upper lip, corner, lower lip) from projected vertices."""
+    ring = [tpl.LIP_CORNERS[0], *tpl.LIP_INNER_UPPER, tpl.LIP_CORNERS[1], *tpl.LIP_INNER_LOWER[::-1]]
+    return xy_vertices[ring]
+
+
+def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
+    """Inner-lip gap (landmarks 13-14) over the inner mouth width (78-308) in the photo."""
+    gap = np.linalg.norm(xy_vertices[13] - xy_vertices[14])
+    width = np.linalg.norm(xy_vertices[tpl.LIP_CORNERS[0]] - xy_vertices[tpl.LIP_CORNERS[1]])
+    return float(gap / max(width, 1e-6))
+
+
+def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
+                    parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
+    """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
+    from vasa3d_jax.pipeline import _inside, skin_colors
+    from vasa3d_jax.portrait.model import project_points
+    verts = np.asarray(verts, np.float64)
+    faces = np.asarray(head.faces)
+    region = np.asarray(head.face_region)
+    depth, alpha = depth_map(head, verts, camera, parent, bary, level)
+    # Pixels on the matte's edge blend the head with the background: trust only the eroded matte.
+    inner_matte = scipy.ndimage.grey_erosion(np.asarray(matte.head, np.float32), size=(ERODE_PX, ERODE_PX))
+    tri = verts[faces[parent]]
+    points = np.einsum("pk,pkc->pc", bary, tri)
+    fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    xy, w = seen_weight(points, fn[parent], camera, depth, alpha, inner_matte)
+
+    xy_v = np.asarray(project_points(jnp.asarray(verts, jnp.float32), camera.viewmat, camera.K)[0])
+    ratio = mouth_open_ratio(xy_v)
+    is_open = ratio > MOUTH_OPEN_RATIO
+    sreg = region[parent]
+    names = head.region_names
+    inner = np.isin(sreg, [names.index("mouth"), names.index("teeth")])
+    if is_open:
+        in_gap = _inside(xy, inner_lip_polygon(xy_v))
+        w = np.where((sreg == names.index("face")) & in_gap, 0.0, w)
+    else:
+        w = np.where(inner, 0.0, w)
+    photo = _bilinear(image, xy)
+
+    # Eq. 2 on the skin vertices.
+    skin_tri = np.isin(region, [names.index(r) for r in SKIN_REGIONS])
+    skin = np.zeros(len(verts), bool)
+    skin[faces[skin_tri].ravel()] = True
+    vn = vertex_normals(faces[skin_tri], verts)
+    xy_vv, w_v = seen_weight(verts, vn, camera, depth, alpha, inner_matte)
+    w_v = np.where(w_v >= VERTEX_MIN_WEIGHT, w_v, 0.0)  # grazing colours would dominate eq. 2
+    if is_open:  # lip vertices on the inner contour see the gap: trust their neighbours instead
+        inner_ring = list(tpl.LIP_INNER_UPPER + tpl.LIP_INNER_LOWER + tpl.LIP_CORNERS)
+        w_v[inner_ring] = 0.0
+    w_v = np.where(skin, w_v, 0.0)
+    c_v = _bilinear(image, xy_vv)
+    vfill = diffuse_fill(faces, skin, c_v, w_v, mirror_partners(head))
+    fill = np.einsum("pk,pkc->pc", bary, vfill[faces[parent]])
+    part = np.isin(sreg, [names.index(r) for r in PART_REGIONS])
+    fill = np.where(part[:, None], skin_colors(head)[parent], fill)
+    color = w[:, None] * photo + (1 - w[:, None]) * fill
+    return Texture(photo_xy=xy.astype(np.float32), confidence=w.astype(np.float32),
+                   fill=fill.astype(np.float32), color=color.astype(np.float32),
+                   vertex_fill=vfill.astype(np.float32), vertex_confidence=w_v.astype(np.float32),
+                   mouth_open=ratio)
