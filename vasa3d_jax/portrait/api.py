@@ -67,6 +67,12 @@ class PortraitPreset:
     fit: fit_config.FitConfig  # the fit engine's configuration (losses, steps, densification)
     anchor_weight: float  # the photo counts as this many synthetic frames when batches are drawn
     preview_size: int = 192  # side of preview renders
+    samples_per_pixel: float = 1.0  # surface samples (Gaussians) per training-crop pixel spacing
+
+    def sample_spacing(self, image: np.ndarray, matte) -> float:
+        """Photo pixels between surface samples so that they are ``samples_per_pixel`` per crop pixel."""
+        side = crop_box(np.asarray(matte.head), CROP_MARGIN)[2]
+        return max(1.0, side / self.size / self.samples_per_pixel)
 
     def describe(self) -> dict:
         lc = self.fit.losses
@@ -201,10 +207,10 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
     the motion generator (default: the shipped one); stop_after: end the fit after this many steps
     (as an interruption would; a rerun resumes).
     """
-    from vasa3d_jax.face import load_image
+    from vasa3d_jax.face import as_rgb, load_image
 
     preset = get_preset(preset)
-    image = load_image(portrait)
+    image = load_image(portrait) if isinstance(portrait, (str, os.PathLike)) else as_rgb(portrait)
     digest = _digest(image, preset)
     workdir = pathlib.Path(workdir) if workdir is not None else pathlib.Path(
         "work_dirs") / (pathlib.Path(portrait).stem if isinstance(portrait, (str, os.PathLike)) else digest[:12])
@@ -270,7 +276,7 @@ def analyse(image: np.ndarray) -> Found:
     analysis = checks.largest_face(faces)
     face = checks.face_measurements(faces, image)
     notes = checks.check_portrait(image, face)
-    motion_fit = _encode(analysis)
+    motion_fit = _encode(analysis, image)
     notes += checks.check_pose(_photo_latent(motion_fit), motion_fit)
     for note in notes:
         warnings.warn(note, checks.PortraitWarning, stacklevel=3)
@@ -279,30 +285,33 @@ def analyse(image: np.ndarray) -> Found:
                  warnings=tuple(notes))
 
 
-def _encode(analysis):
+def _encode(analysis, image: np.ndarray):
     from vasa3d_jax.face import encode_motion
     from vasa3d_jax.head import template_head
     from vasa3d_jax.motion_space import MotionSpace
 
-    return encode_motion(analysis, template_head(), MotionSpace.builtin())
+    return encode_motion(analysis, template_head(), MotionSpace.builtin(), image_size=image.shape[:2])
 
 
 def _photo_latent(motion_fit) -> np.ndarray:
-    return np.asarray(motion_fit.latent, np.float32).reshape(-1)
+    return np.asarray(motion_fit.latents, np.float32).reshape(-1)
 
 
 def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     """The portrait model (stage 2) and the photo as an anchor frame on the training crop."""
-    from vasa3d_jax.portrait.model import build_portrait_model
+    from vasa3d_jax.head import template_head
+    from vasa3d_jax.portrait.model import build_from_fit
 
-    model = build_portrait_model(image, found.analysis, found.motion_fit, found.matte)
-    matte = np.asarray(found.matte.head, np.float32)
-    camera = found.motion_fit.camera
+    mf = found.motion_fit
+    model = build_from_fit(image, found.matte, latent=_photo_latent(mf), shape=mf.identity, camera=mf.camera(),
+                           head=template_head(), sample_spacing_px=preset.sample_spacing(image, found.matte))
+    matte = np.asarray(model.matte, np.float32)
+    camera = model.camera
     box = crop_box(matte, CROP_MARGIN)
     crop_img = crop_resize(image, box, preset.size)
     crop_matte = crop_resize(matte[..., None], box, preset.size)[..., 0]
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
-    anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=_photo_latent(found.motion_fit),
+    anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=np.asarray(model.latent, np.float32),
                     viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=_pivot(model))
     return model, anchor
 
