@@ -7,14 +7,18 @@ from PIL import Image
 from test_pipeline import SIZE, tiny_generator
 
 from vasa3d_jax import cli, demo
+from vasa3d_jax.avatar.io import save_avatar
 from vasa3d_jax.avatar.template import template_avatar
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
 
 def test_demo_writes_a_talking_turntable(tmp_path, capsys, monkeypatch):
-    # The shipped model is replaced by a tiny random one and the sentence shortened (test speed).
+    # The shipped model is replaced by a tiny random one, the sentence shortened and the portrait fit
+    # replaced by a ready avatar file (test speed; the fit itself: test_demo_fits_the_astronaut).
     monkeypatch.setattr(demo, "load_default_model", tiny_generator)
-    assert cli.main(["demo", "--out", str(tmp_path), "--size", str(SIZE), "--text", "Hi there."]) == 0
+    save_avatar(template_avatar(), tmp_path / "head.npz")
+    assert cli.main(["demo", "--out", str(tmp_path), "--size", str(SIZE), "--text", "Hi there.",
+                     "--avatar", str(tmp_path / "head.npz")]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path) in out and '"frames"' in out
     with av.open(str(tmp_path / "talking_turntable.mp4")) as c:
@@ -41,8 +45,21 @@ def test_synthesized_speech_is_audio():
 
 
 @pytest.mark.slow
+def test_demo_fits_the_astronaut_and_reuses_the_avatar(tmp_path, monkeypatch):
+    """The whole demo at the tests' tiny preset: the astronaut photo -> avatar -> talking turntable
+    and the sheet with the photo; a second run loads the avatar from the work directory."""
+    monkeypatch.setattr(demo, "load_default_model", tiny_generator)
+    first = demo.run(tmp_path, size=SIZE, text="Hi there.", preset="tiny", progress=False)
+    assert not first["reused_avatar"] and set(first["stage_s"]) >= {"analyse", "model", "synthesise", "fit"}
+    sheet = np.asarray(Image.open(first["portrait_sheet"])) / 255.0
+    assert sheet.shape[0] < sheet.shape[1] and 0.1 < np.mean(np.any(sheet < 0.9, axis=-1)) < 0.95
+    second = demo.run(tmp_path, size=SIZE, text="Hi there.", preset="tiny", progress=False)
+    assert second["reused_avatar"] and second["stage_s"].get("fit") is None
+
+
+@pytest.mark.slow
 def test_demo_with_the_shipped_model_moves_the_mouth(tmp_path):
-    summary = demo.run(tmp_path, size=SIZE)
+    summary = demo.run(tmp_path, size=SIZE, avatar=template_avatar())
     motion = np.load(tmp_path / "motion.npy")
     opening = np.asarray(template_avatar().space.mouth_open(motion))
     assert summary["frames"] == len(motion) == int(np.ceil(summary["audio_s"] * FPS))

@@ -1,14 +1,16 @@
 """The ``vasa3d`` command line.
 
-    vasa3d demo  [--out DIR] [--text T] [--size 256]  the main job: a spoken sentence, the built-in head
-                                                    talking on a turntable (MP4 with sound + contact sheet)
+    vasa3d demo  [--out DIR] [--text T] [--size 256] [--portrait PHOTO | --avatar PATH]
+                                                    the main job: the astronaut photo (or PHOTO) -> avatar
+                                                    (cached in DIR/work) -> a spoken sentence on a turntable
+                                                    (MP4 with sound, contact sheets with the photo)
     vasa3d speak --audio FILE --out DIR [--avatar PATH] [--camera front|orbit|az=DEG,el=DEG]
                  [--size 256] [--seed 0]            any speech -> talking.mp4, contact_sheet.png, motion.npy
     vasa3d fit --portrait PHOTO --out DIR [--preset quick|full] [--workdir DIR]
                                                     one photo -> avatar.npz, contact_sheet.png, turntable.mp4,
                                                     metrics.json (resumable: rerun after an interruption)
 
-Both print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
+All print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
 second run skips most compilation, and glibc keeps freed memory for reuse
 (``vasa3d_jax.runtime.keep_freed_memory``).
@@ -48,7 +50,12 @@ def _demo(args) -> int:
     from vasa3d_jax import demo
 
     t0 = time.perf_counter()
-    return _report(demo.run(args.out, text=args.text, size=args.size, seed=args.seed), t0)
+    avatar = None
+    if args.avatar:
+        from vasa3d_jax.avatar.io import load_avatar
+        avatar = load_avatar(args.avatar)
+    return _report(demo.run(args.out, text=args.text, size=args.size, seed=args.seed, avatar=avatar,
+                            portrait=args.portrait, preset=args.preset), t0)
 
 
 def _speak(args) -> int:
@@ -90,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", default=None, help="the sentence to speak (default: the demo's own)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")
+    p.add_argument("--portrait", default=None, help="a photo to use instead of the astronaut")
+    p.add_argument("--preset", default="quick", choices=("quick", "full"), help="portrait fitting preset")
+    p.add_argument("--avatar", default=None, help="an avatar file to speak with (skips the portrait fit)")
     p.set_defaults(func=_demo)
     p = sub.add_parser("speak", help="speech file -> talking-head video with the sound track")
     p.add_argument("--audio", required=True, help="speech file (wav, flac, mp3, m4a, ...)")
