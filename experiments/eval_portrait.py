@@ -79,7 +79,7 @@ def _faces(images: np.ndarray) -> list[np.ndarray | None]:
     """The largest face's 468 landmarks (pixels) per image, None where no face is found."""
     from vasa3d_jax.face import analyze_faces
 
-    batch = analyze_faces(np.asarray(images, np.float32))  # (T, ...) arrays with a validity mask
+    batch = analyze_faces(np.asarray(images, np.float32), backend=api.FACE_BACKEND)  # (T, ...) + validity
     lms, valid = np.asarray(batch.landmarks)[..., :2], np.asarray(batch.valid)
     return [lm if ok else None for lm, ok in zip(lms, valid)]
 

@@ -82,10 +82,11 @@ class PortraitPreset:
 
 
 def _quick() -> PortraitPreset:
-    """2 CPU cores, <= 10 min: L1 + D-SSIM + regularisers; LPIPS, render consistency (LPIPS at a
-    second view), adversarial, symmetry and sharpening off (each costs a VGG16 or an extra render per
-    step on CPU, portrait-notes §5.4); densification on from step 150."""
-    steps = 400
+    """2 CPU cores, ~10 min on an idle machine: 128 px, 48 synthetic frames + the photo, one frame per
+    step, L1 + D-SSIM + the regularisers. Off (each costs a VGG16 pass or an extra render per step on
+    CPU, portrait-notes §5.4): LPIPS, render consistency (LPIPS at a second view), adversarial, the
+    mirrored-view prior and the CAS sharpening phase. One densification (step 120)."""
+    steps = 240
     loss = losses.LossConfig(l1=0.8, dssim=0.2, lpips=0.0, consistency=0.0, adversarial=0.0,
                              sharpening=0.0, symmetry=0.0, main_steps=steps, sharpen_steps=0)
     # Short-run rates (as experiments/fit_selfcheck.py's quick preset): the init is already close,
@@ -93,13 +94,13 @@ def _quick() -> PortraitPreset:
     lr = fit_config.LearningRates(color=1e-2, base_mlp=5e-4, residual_mlp=5e-4, position=1e-3,
                                   position_final=1e-4)
     fit = fit_config.FitConfig(
-        batch_size=2, losses=loss, lr=lr,
+        batch_size=1, losses=loss, lr=lr,
         avatar=AvatarConfig(base_hidden=64, residual_width=32, residual_depth=1, bucket=2048),
-        densify=fit_config.DensifySchedule(start=150, every=150, until=300, max_gaussians=20_000,
+        densify=fit_config.DensifySchedule(start=120, every=120, until=120, max_gaussians=20_000,
                                            opacity_reset_every=0),
-        symmetry_every=0, log_every=25, save_every=100, preview_every=200)
+        symmetry_every=0, log_every=20, save_every=60, preview_every=120)
     return PortraitPreset("quick", size=128, sampling=SamplingConfig(num_frames=48, speech_clips=3),
-                          fit=fit, anchor_weight=12.0)
+                          fit=fit, anchor_weight=12.0, samples_per_pixel=0.75)
 
 
 def _full() -> PortraitPreset:
@@ -237,7 +238,7 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
     with stage("model"):
         model, anchor = build_model(image, found, preset)
     with stage("synthesise"):
-        dataset = synthesise(model, anchor, found, preset, workdir, synthesizer, generator)
+        dataset, anchor = synthesise(model, anchor, found, preset, workdir, synthesizer, generator)
     with stage("fit"):
         fitted = fit_avatar(model, found, dataset, anchor, preset, workdir, progress, stop_after)
     complete = fitted.steps >= preset.fit.steps
@@ -307,7 +308,7 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
                            head=template_head(), sample_spacing_px=preset.sample_spacing(image, found.matte))
     matte = np.asarray(model.matte, np.float32)
     camera = model.camera
-    box = crop_box(matte, CROP_MARGIN)
+    box = head_box(model, CROP_MARGIN)
     crop_img = crop_resize(image, box, preset.size)
     crop_matte = crop_resize(matte[..., None], box, preset.size)[..., 0]
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
@@ -323,21 +324,33 @@ def _pivot(model) -> np.ndarray:
 
 def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, workdir: pathlib.Path,
                synthesizer=None, generator=None):
-    """Training frames (stage 3), cached in ``workdir/dataset.npz``; the anchor is frame 0."""
+    """Training frames (stage 3), cached in ``workdir/dataset.npz``; the anchor is frame 0. Returns
+    (dataset, anchor with its matte cut to the head model's coverage)."""
     from vasa3d_jax.fit.data import FitDataset
     from vasa3d_jax.motion_space import MotionSpace
+    from vasa3d_jax.portrait.synth import synthesize_frames
 
     path = workdir / "dataset.npz"
     if path.is_file():
         with np.load(path) as z:
-            return FitDataset(**{k: z[k] for k in ("frames", "latents", "viewmats", "K", "pivot")})
-    if synthesizer is None:
-        from vasa3d_jax.portrait.synth import synthesize as synthesizer
+            anchor = dataclasses.replace(anchor, matte=z["anchor_matte"])
+            return FitDataset(**{k: z[k] for k in ("frames", "latents", "viewmats", "K", "pivot")}), anchor
     space = getattr(model, "space", None) or MotionSpace.builtin()
     views = training_views(space, anchor.latent, anchor.camera(), anchor.pivot, preset.sampling,
                            generator=generator)
-    frames = np.asarray(synthesizer(model, jnp.asarray(views.latents), views.cameras(anchor.size, anchor.size)),
-                        np.float32)
+    # The photo view first: its coverage A (where the head model shows anything) cuts the matte, so
+    # the anchor asks only for what the avatar can represent (no shoulders, no background halo).
+    latents = jnp.asarray(np.concatenate([anchor.latent[None], views.latents]))
+    cams = views.cameras(anchor.size, anchor.size)
+    cams = cams.replace(viewmat=jnp.concatenate([jnp.asarray(anchor.viewmat)[None], cams.viewmat]),
+                        K=jnp.concatenate([jnp.asarray(anchor.K)[None], cams.K]))
+    built_in = synthesize_frames(model, latents, cams, background=BACKGROUND)
+    coverage = np.asarray(built_in.alpha[0], np.float32)
+    anchor = dataclasses.replace(anchor, matte=np.clip(anchor.matte * coverage, 0.0, 1.0).astype(np.float32))
+    if synthesizer is None:
+        frames = np.asarray(built_in.rgb[1:], np.float32)
+    else:
+        frames = np.asarray(synthesizer(model, latents[1:], jax.tree.map(lambda a: a[1:], cams)), np.float32)
     if frames.shape != (views.num, anchor.size, anchor.size, 3) or not np.all(np.isfinite(frames)):
         raise RuntimeError(f"the synthesiser returned frames of shape {frames.shape} (finite: "
                            f"{bool(np.all(np.isfinite(frames)))}); expected ({views.num}, {anchor.size}, "
@@ -348,9 +361,10 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
                          K=np.concatenate([anchor.K[None], views.K]), pivot=anchor.pivot)
     tmp = workdir / "dataset.tmp.npz"
     np.savez(tmp, frames=dataset.frames, latents=dataset.latents, viewmats=dataset.viewmats, K=dataset.K,
-             pivot=dataset.pivot, azimuth_deg=views.azimuth_deg, elevation_deg=views.elevation_deg)
+             pivot=dataset.pivot, azimuth_deg=views.azimuth_deg, elevation_deg=views.elevation_deg,
+             anchor_matte=anchor.matte)
     os.replace(tmp, path)
-    return dataset
+    return dataset, anchor
 
 
 def frame_weights(num: int, anchor_weight: float) -> np.ndarray:
@@ -413,6 +427,18 @@ def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset
 
 
 # ---- crop ---------------------------------------------------------------------------------------
+def head_box(model, margin: float) -> tuple[float, float, float]:
+    """(x0, y0, side): the square around the portrait head's projected vertices (hair shell and neck
+    included: what the avatar can show) at the photo's latent, grown by ``margin``."""
+    from vasa3d_jax.portrait.model import model_vertices, project_points
+
+    xy, _ = project_points(model_vertices(model, model.latent), model.camera.viewmat, model.camera.K)
+    xy = np.asarray(xy)
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
+    return float((x0 + x1 - side) / 2.0), float((y0 + y1 - side) / 2.0), float(side)
+
+
 def crop_box(matte: np.ndarray, margin: float) -> tuple[float, float, float]:
     """(x0, y0, side) pixels: the square around the matte's box (> 0.5) grown by ``margin``."""
     ys, xs = np.nonzero(matte > 0.5)
