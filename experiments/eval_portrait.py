@@ -179,8 +179,10 @@ def main() -> None:
     parser.add_argument("--workdir", default="work_dirs/eval_portrait")
     args = parser.parse_args()
     config = dataclasses.replace(get_config(), preset=args.preset, portraits=tuple(args.portraits.split(",")))
+    from vasa3d_jax import cli
     from vasa3d_jax.motion import load_default_model
 
+    cli._enable_compilation_cache()  # as `vasa3d fit`: compiled programs persist between runs
     generator = load_default_model()
     entries = []
     for name in config.portraits:
