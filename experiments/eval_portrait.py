@@ -137,8 +137,9 @@ def heldout(result, config: EvalConfig, image) -> dict:
     """Synthetic frames at unseen latents and views (another sampling seed) vs the avatar's renders."""
     from vasa3d_jax.portrait.synth import synthesize
 
-    found = api.analyse(image)
-    model, anchor = api.build_model(image, found, api.get_preset(config.preset))
+    model, anchor = result.model, result.anchor
+    if model is None:  # the avatar was reused: rebuild the portrait model (same photo, same stages)
+        model, _ = api.build_model(image, api.analyse(image), api.get_preset(config.preset))
     space = result.avatar.space
     views = training_views(space, anchor.latent, anchor.camera(), anchor.pivot,
                            SamplingConfig(num_frames=config.heldout_frames, seed=config.heldout_seed, speech_clips=1))

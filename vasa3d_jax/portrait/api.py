@@ -187,6 +187,7 @@ class PortraitResult:
     skipped_steps: int  # fit steps not applied because their gradients were not finite
     workdir: pathlib.Path
     reused: bool  # True when the avatar came from the work directory without fitting
+    model: Any = None  # the PortraitModel of this run (None when the result was reused)
 
 
 # ---- the pipeline -------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
     _log_timings(workdir, timings)
     return PortraitResult(avatar=avatar, anchor=anchor, timings=timings, warnings=tuple(found.warnings),
                           faces_found=found.faces_found, fit_steps=fitted.steps,
-                          skipped_steps=fitted.skipped, workdir=workdir, reused=False)
+                          skipped_steps=fitted.skipped, workdir=workdir, reused=False, model=model)
 
 
 @dataclasses.dataclass(frozen=True)
