@@ -49,7 +49,7 @@ from vasa3d_jax.portrait import checks
 from vasa3d_jax.portrait.sampling import SamplingConfig, training_views
 from vasa3d_jax.render.types import Camera
 
-FORMAT_VERSION = 1  # bump when a stage's cached output changes meaning
+FORMAT_VERSION = 2  # bump when a stage's cached output changes meaning
 CROP_MARGIN = 0.12  # the training crop adds this share of the matte's box on every side (ours)
 BACKGROUND = (1.0, 1.0, 1.0)  # render and target background (the fit engine's default)
 # One photo: the LiteRT interpreter answers in seconds, where the Flax networks first compile for
@@ -143,7 +143,10 @@ def get_preset(preset: str | PortraitPreset) -> PortraitPreset:
 @dataclasses.dataclass(frozen=True)
 class Anchor:
     """The photo as a training frame: crop (S, S, 3) in [0, 1], matte (S, S) in [0, 1], its latent (D,),
-    its camera (viewmat (4, 4), K (3, 3) for the S x S crop) and the head pivot (3,)."""
+    its camera (viewmat (4, 4), K (3, 3) for the S x S crop), the head pivot (3,) and ``fill``
+    (S, S, 3): what the target shows outside the matte (the synthesiser's frame at the photo view,
+    so the neck under a collar or a hair-shell overshoot agrees with every other training frame;
+    the background where the head model does not reach)."""
 
     image: np.ndarray
     matte: np.ndarray
@@ -151,6 +154,7 @@ class Anchor:
     viewmat: np.ndarray
     K: np.ndarray
     pivot: np.ndarray
+    fill: np.ndarray
 
     @property
     def size(self) -> int:
@@ -158,9 +162,9 @@ class Anchor:
 
     @property
     def target(self) -> np.ndarray:
-        """The photo over the background outside the matte (what the avatar is fitted to)."""
+        """The photo inside the matte, ``fill`` outside it (what the avatar is fitted to)."""
         m = self.matte[..., None]
-        return (m * self.image + (1.0 - m) * np.asarray(BACKGROUND, np.float32)).astype(np.float32)
+        return (m * self.image + (1.0 - m) * self.fill).astype(np.float32)
 
     def camera(self) -> Camera:
         return Camera(viewmat=jnp.asarray(self.viewmat), K=jnp.asarray(self.K), width=self.size, height=self.size)
@@ -314,7 +318,8 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     crop_matte = crop_resize(matte[..., None], box, preset.size)[..., 0]
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
     anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=np.asarray(model.latent, np.float32),
-                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=_pivot(model))
+                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=_pivot(model),
+                    fill=np.broadcast_to(np.asarray(BACKGROUND, np.float32), crop_img.shape).copy())
     return model, anchor
 
 
@@ -334,7 +339,7 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
     path = workdir / "dataset.npz"
     if path.is_file():
         with np.load(path) as z:
-            anchor = dataclasses.replace(anchor, matte=z["anchor_matte"])
+            anchor = dataclasses.replace(anchor, matte=z["anchor_matte"], fill=z["anchor_fill"])
             return FitDataset(**{k: z[k] for k in ("frames", "latents", "viewmats", "K", "pivot")}), anchor
     space = getattr(model, "space", None) or MotionSpace.builtin()
     views = training_views(space, anchor.latent, anchor.camera(), anchor.pivot, preset.sampling,
@@ -347,7 +352,8 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
                         K=jnp.concatenate([jnp.asarray(anchor.K)[None], cams.K]))
     built_in = synthesize_frames(model, latents, cams, background=BACKGROUND)
     coverage = np.asarray(built_in.alpha[0], np.float32)
-    anchor = dataclasses.replace(anchor, matte=np.clip(anchor.matte * coverage, 0.0, 1.0).astype(np.float32))
+    anchor = dataclasses.replace(anchor, matte=np.clip(anchor.matte * coverage, 0.0, 1.0).astype(np.float32),
+                                 fill=np.asarray(built_in.rgb[0], np.float32))
     if synthesizer is None:
         frames = np.asarray(built_in.rgb[1:], np.float32)
     else:
@@ -363,7 +369,7 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
     tmp = workdir / "dataset.tmp.npz"
     np.savez(tmp, frames=dataset.frames, latents=dataset.latents, viewmats=dataset.viewmats, K=dataset.K,
              pivot=dataset.pivot, azimuth_deg=views.azimuth_deg, elevation_deg=views.elevation_deg,
-             anchor_matte=anchor.matte)
+             anchor_matte=anchor.matte, anchor_fill=anchor.fill)
     os.replace(tmp, path)
     return dataset, anchor
 
