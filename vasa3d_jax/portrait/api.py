@@ -175,7 +175,9 @@ class Anchor:
     @classmethod
     def load(cls, path: pathlib.Path) -> "Anchor":
         with np.load(path) as z:
-            return cls(**{f.name: z[f.name] for f in dataclasses.fields(cls)})
+            fields = {f.name: z[f.name] for f in dataclasses.fields(cls) if f.name in z.files}
+        fields.setdefault("fill", np.broadcast_to(np.asarray(BACKGROUND, np.float32), fields["image"].shape).copy())
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
