@@ -78,7 +78,9 @@ class PortraitPreset:
         lc = self.fit.losses
         return {"preset": self.name, "size": self.size, "frames": self.sampling.num_frames,
                 "steps": self.fit.steps, "batch": self.fit.batch_size, "anchor_weight": self.anchor_weight,
-                "losses_on": [t for t in losses.TERMS if getattr(lc, t, 0.0) > 0]}
+                # SDS needs a denoiser (none ships) and the symmetry prior a period: listed only when used.
+                "losses_on": [t for t in losses.TERMS if getattr(lc, t, 0.0) > 0 and t != "sds"
+                              and (t != "symmetry" or self.fit.symmetry_every > 0)]}
 
 
 def _quick() -> PortraitPreset:
