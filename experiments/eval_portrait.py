@@ -79,7 +79,8 @@ def _faces(images: np.ndarray) -> list[np.ndarray | None]:
     """The largest face's 468 landmarks (pixels) per image, None where no face is found."""
     from vasa3d_jax.face import analyze_faces
 
-    batch = analyze_faces(np.asarray(images, np.float32), backend=api.FACE_BACKEND)  # (T, ...) + validity
+    # Renders may overshoot [0, 1] slightly (colours are unbounded); the image is what is clipped.
+    batch = analyze_faces(np.clip(np.asarray(images, np.float32), 0.0, 1.0), backend=api.FACE_BACKEND)
     lms, valid = np.asarray(batch.landmarks)[..., :2], np.asarray(batch.valid)
     return [lm if ok else None for lm, ok in zip(lms, valid)]
 
