@@ -89,7 +89,7 @@ export class SplatRenderer {
       depthTest: false, depthWrite: false, transparent: true, blending: THREE.CustomBlending,
       blendEquation: THREE.AddEquation, blendSrc: THREE.OneFactor, blendDst: THREE.OneMinusSrcAlphaFactor,
       blendEquationAlpha: THREE.AddEquation, blendSrcAlpha: THREE.OneFactor, blendDstAlpha: THREE.OneMinusSrcAlphaFactor,
-      premultipliedAlpha: true,
+      premultipliedAlpha: true, side: THREE.DoubleSide,  // quads are mirrored (pixel y points down)
     });
     this.mesh = new THREE.Mesh(geo, mat);
     this.mesh.frustumCulled = false;
