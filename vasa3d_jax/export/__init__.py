@@ -32,7 +32,9 @@ def avatar_gaussians(avatar, x=None) -> Gaussians:
     x = np.asarray(avatar.space.neutral(1)[0] if x is None else x, np.float32)
     if x.shape != (avatar.space.size,):
         raise ValueError(f"x has shape {x.shape}; expected one motion latent ({avatar.space.size},)")
-    (_, g), _ = avatar.model.apply(avatar.params, jnp.asarray(x))
+    from vasa3d_jax.pipeline import _final_gaussians  # jitted apply, shared with the renderer
+
+    g = jax.tree.map(lambda a: a[0], _final_gaussians(avatar.model, avatar.params, jnp.asarray(x)[None]))
     live = np.asarray(avatar.params["binding"].active)
     return jax.tree.map(lambda a: np.asarray(a)[live], g)
 
