@@ -51,7 +51,8 @@ from vasa3d_jax.render.types import Gaussians
 
 FORMAT = "vasa3d-web"
 VERSION = 1
-VERTEX_STEP = 2e-5  # metres per int16 step of o_t (eq. 1): +-0.65 m range, error <= 10 um
+VERTEX_STEP = 5e-6  # metres per int16 step of o_t (eq. 1): +-0.16 m of non-rigid motion, error <= 2.5 um
+# (triangles of the template mouth are ~1 mm: 10 um steps changed their k_f by ~1%)
 RIGID_TOL = 2e-4  # metres: vertices within this of the rigid fit define it (next round)
 RIGID_ROUNDS = 4  # refits of the rigid part (converges in 2-3 on the template head)
 RIGID_MIN_SHARE = 0.2  # keep the previous fit if fewer than this share of vertices would define it
@@ -106,10 +107,11 @@ STATIC = ("faces", "neutral", "moving", "parent", "means_local", "quats_local", 
 
 # ---- baking ---------------------------------------------------------------------------------------
 @functools.partial(jax.jit, static_argnames=("model",))
-def _vertices_and_residual(model, params, x):
-    """(V_t, r_t) of avatar.py for frames ``x (n, D)``: posed vertices and the raw residual."""
-    _, aux = model.apply(params, x)
-    return aux["vertices"], aux["residual"]
+def apply_frames(model, params, x):
+    """(V_t, r_t, G''_t) of avatar.py for frames ``x (n, D)``: posed vertices, the raw residual and
+    the final Gaussians (what the files must reproduce; the tests compare against it)."""
+    (_, g_final), aux = model.apply(params, x)
+    return aux["vertices"], aux["residual"], g_final
 
 
 def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +173,7 @@ def bake(avatar, motion: np.ndarray, *, fps: float | None = None, vertex_step: f
     for i in range(0, len(motion), BAKE_CHUNK):
         chunk = motion[i:i + BAKE_CHUNK]
         pad = np.concatenate([chunk, np.repeat(chunk[-1:], BAKE_CHUNK - len(chunk), 0)])
-        v, r = _vertices_and_residual(model, params, jnp.asarray(pad))
+        v, r, _ = apply_frames(model, params, jnp.asarray(pad))
         verts.append(np.asarray(v[:len(chunk)], np.float64))
         resid.append(np.asarray(r[:len(chunk)][:, live], np.float32))
     verts, resid = np.concatenate(verts), np.concatenate(resid)
