@@ -1,6 +1,10 @@
 """The web format: what the files say (decoded as the browser player decodes them) is the avatar."""
 
 import dataclasses
+import pathlib
+import shutil
+import subprocess
+import urllib.request
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +12,9 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.export import bake, decode_frame, export_web, read_web, write_web
+from vasa3d_jax.export import web
 from vasa3d_jax.export.web import BAKE_CHUNK, apply_frames, frame_bytes
+from vasa3d_jax.render.projection import quat_scale_to_covar
 
 
 @jax.jit
@@ -18,12 +24,21 @@ def _noisy(tree, key):
     return treedef.unflatten([a + 0.03 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
 
 
-def test_baked_rig_decodes_to_the_avatar(avatar, motion, frames, tmp_path):
-    # A non-zero residual deformation (the template's residual networks output exactly zero).
+@pytest.fixture(scope="module")
+def noisy(avatar):
+    """The template avatar with a non-zero residual deformation (its residual networks output zero)."""
     params = {**avatar.params, "d_exp": _noisy(avatar.params["d_exp"], jax.random.key(1)),
               "d_pose": _noisy(avatar.params["d_pose"], jax.random.key(2))}
-    noisy = dataclasses.replace(avatar, params=params)
-    rig = bake(noisy, motion)
+    return dataclasses.replace(avatar, params=params)
+
+
+@pytest.fixture(scope="module")
+def noisy_rig(noisy, motion):
+    return bake(noisy, motion)
+
+
+def test_baked_rig_decodes_to_the_avatar(noisy, noisy_rig, motion, frames, tmp_path):
+    params, rig = noisy.params, noisy_rig
     assert 0 < rig.meta["residual_rank"] <= len(motion) and rig.meta["residual_rel_error"] < 0.01
     summary = write_web(rig, tmp_path, player=False)
     assert summary["sizes"]["frames.bin"] == len(motion) * frame_bytes(rig)
@@ -35,7 +50,7 @@ def test_baked_rig_decodes_to_the_avatar(avatar, motion, frames, tmp_path):
     pad = np.concatenate([motion, np.repeat(motion[-1:], BAKE_CHUNK - len(motion), 0)])
     _, _, ref = apply_frames(noisy.model, params, jnp.asarray(pad))  # bake's own compiled program
     ref = jax.tree.map(lambda a: np.asarray(a)[:, live], ref)
-    assert np.abs(ref.colors - np.asarray(avatar.params["gaussians"].colors)[live]).max() > 1e-3  # residual acts
+    assert np.abs(ref.colors - np.asarray(params["gaussians"].colors)[live]).max() > 1e-3  # residual acts
     for t in frames.values():
         g = decode_frame(back, t)
         # vertex_step / 2 = 2.5 um of vertex quantisation, moved through the triangle frames, plus the
@@ -71,3 +86,54 @@ def test_bad_inputs_say_what_to_do(avatar, tmp_path):
         bake(avatar, np.zeros((0, avatar.space.size)))
     with pytest.raises(FileNotFoundError, match="vasa3d export"):
         read_web(tmp_path)
+
+
+NODE_DECODE = """
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseRig } from './rig.mjs';
+const dir = process.argv[2], t = Number(process.argv[3]);
+const buf = (f) => { const b = readFileSync(dir + '/' + f); return b.buffer.slice(b.byteOffset, b.byteOffset + b.length); };
+const meta = JSON.parse(readFileSync(dir + '/rig.json', 'utf8'));
+const rig = parseRig(meta, buf('rig.bin'), buf('frames.bin'));
+rig.update(t, [0, 0, 1]);
+writeFileSync(dir + '/js.bin', Buffer.concat([rig.means, rig.covs, rig.rgba].map((a) => Buffer.from(a.buffer))));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (apt-get install nodejs: make setup)")
+def test_player_decoder_matches_the_reference(noisy_rig, frames, tmp_path):
+    """The player's rig.js (run by node) rebuilds the same Gaussians as decode_frame, residual included."""
+    write_web(noisy_rig, tmp_path, player=False)
+    shutil.copyfile(pathlib.Path(web.__file__).parent / "player" / "rig.js", tmp_path / "rig.mjs")
+    (tmp_path / "decode.mjs").write_text(NODE_DECODE)
+    back = read_web(tmp_path)
+    n = len(back.parent)
+    for t in (frames["closed"], frames["turned"]):
+        subprocess.run(["node", str(tmp_path / "decode.mjs"), str(tmp_path), str(t)], check=True, timeout=60)
+        js = np.fromfile(tmp_path / "js.bin", np.float32)
+        means, covs, rgba = js[:3 * n].reshape(n, 3), js[3 * n:9 * n].reshape(n, 6), js[9 * n:].reshape(n, 4)
+        g = decode_frame(back, t)
+        np.testing.assert_allclose(means, g.means, atol=1e-6)
+        cov = np.asarray(quat_scale_to_covar(jnp.asarray(g.quats), jnp.asarray(g.scales))).reshape(n, 9)
+        np.testing.assert_allclose(covs, cov[:, [0, 1, 2, 4, 5, 8]], rtol=1e-4, atol=1e-10)  # entries ~1e-4 m^2
+        np.testing.assert_allclose(rgba[:, :3], g.colors, atol=1e-5)
+        np.testing.assert_allclose(rgba[:, 3], g.opacities, atol=1e-6)
+
+
+def test_cli_and_server(tmp_path):
+    from vasa3d_jax.cli import main
+    from vasa3d_jax.export.serve import serve
+
+    assert main(["export", "--out", str(tmp_path / "x")]) == 2  # neither --audio nor --motion
+    with pytest.raises(FileNotFoundError, match="vasa3d export"):
+        serve(tmp_path, port=0, background=True)
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    (tmp_path / "player.js").write_text("export {};")
+    url, server = serve(tmp_path, port=0, background=True)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "player.js") as r:
+            assert r.headers["Content-Type"].startswith("text/javascript")  # ES modules need a JS type
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -45,6 +45,11 @@ export async function loadRig(base = './') {
   const [stat, frames] = await Promise.all([
     fetchOk(base + meta.static.file).then((r) => r.arrayBuffer()),
     fetchOk(base + meta.frames_file.file).then((r) => r.arrayBuffer())]);
+  return parseRig(meta, stat, frames);
+}
+
+// The rig from rig.json's object and the contents of rig.bin and frames.bin (ArrayBuffers).
+export function parseRig(meta, stat, frames) {
   const a = {};
   for (const [name, spec] of Object.entries(meta.static.arrays)) a[name] = view(stat, spec);
   return new Rig(meta, a, frames);
