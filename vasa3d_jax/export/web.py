@@ -59,11 +59,15 @@ RIGID_MIN_SHARE = 0.2  # keep the previous fit if fewer than this share of verti
 RESIDUAL_TOL = 0.01  # relative Frobenius error of the rank-k residual (eq. 2)
 RESIDUAL_MAX_RANK = 32  # at most this many principal components (4 k bytes per frame)
 BAKE_CHUNK = 32  # frames per compiled avatar.apply call (one compilation for any clip length)
-PLAYER_FILES = ("index.html", "player.js", "splat.js", "rig.js")  # vasa3d_jax/export/player/
-THREE_FILES = {  # npm package three 0.187.0 (web/package-lock.json) -> lib/ of the export
-    "build/three.module.js": "three.module.js",
-    "build/three.core.js": "three.core.js",
-    "examples/jsm/controls/OrbitControls.js": "addons/controls/OrbitControls.js",
+PLAYER_FILES = ("index.html", "player.js", "splat.js", "rig.js", "ply.html")  # vasa3d_jax/export/player/
+NPM_FILES = {  # npm packages (web/package-lock.json: three 0.187.0, @sparkjsdev/spark 2.2.0) -> lib/
+    "three/build/three.module.js": "three.module.js",
+    "three/build/three.core.js": "three.core.js",
+    "three/examples/jsm/controls/OrbitControls.js": "addons/controls/OrbitControls.js",
+    "three/examples/jsm/postprocessing/Pass.js": "addons/postprocessing/Pass.js",  # imported by spark
+    "three/LICENSE": "three.LICENSE",
+    "@sparkjsdev/spark/dist/spark.module.js": "spark.module.js",  # ply.html: avatar.ply in spark
+    "@sparkjsdev/spark/LICENSE": "spark.LICENSE",
 }
 WEB_ROOT = pathlib.Path(__file__).resolve().parents[2] / "web"  # package.json, package-lock.json
 
@@ -291,20 +295,20 @@ def write_web(rig: WebRig, out_dir: str | os.PathLike, audio: np.ndarray | None 
 
 
 def copy_player(out_dir: str | os.PathLike) -> None:
-    """Copies the player (index.html + its modules) and three.js (from web/node_modules, installed by
-    ``make setup`` from the committed lock file) into ``out_dir``: the export works offline."""
+    """Copies the player (index.html + its modules, ply.html) and the npm modules they import (from
+    web/node_modules, installed by ``make setup`` from the committed lock file) into ``out_dir``: the
+    export works offline."""
     out = pathlib.Path(out_dir)
     src = pathlib.Path(__file__).resolve().parent / "player"
     for name in PLAYER_FILES:
         shutil.copyfile(src / name, out / name)
-    three = pathlib.Path(os.environ.get("VASA3D_WEB_MODULES", WEB_ROOT / "node_modules")) / "three"
-    for rel, dest in THREE_FILES.items():
-        if not (three / rel).is_file():
-            raise FileNotFoundError(f"{three / rel} is missing: install the player's JavaScript with "
+    modules = pathlib.Path(os.environ.get("VASA3D_WEB_MODULES", WEB_ROOT / "node_modules"))
+    for rel, dest in NPM_FILES.items():
+        if not (modules / rel).is_file():
+            raise FileNotFoundError(f"{modules / rel} is missing: install the player's JavaScript with "
                                     f"`make setup` (or `cd {WEB_ROOT} && npm ci`)")
         (out / "lib" / dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(three / rel, out / "lib" / dest)
-    shutil.copyfile(three / "LICENSE", out / "lib" / "three.LICENSE")
+        shutil.copyfile(modules / rel, out / "lib" / dest)
 
 
 def read_web(folder: str | os.PathLike) -> WebRig:
