@@ -39,12 +39,19 @@ async function fetchOk(url) {
   return r;
 }
 
+// frames.bin.gz: inflate unless the server already did (Content-Encoding: gzip); gzip starts 1f 8b.
+async function gunzip(buf) {
+  const b = new Uint8Array(buf, 0, Math.min(2, buf.byteLength));
+  if (b.length < 2 || b[0] !== 0x1f || b[1] !== 0x8b) return buf;
+  return new Response(new Blob([buf]).stream().pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
+}
+
 export async function loadRig(base = './') {
   const meta = await (await fetchOk(base + 'rig.json')).json();
   if (meta.format !== 'vasa3d-web' || meta.version !== 1) throw new Error(`unsupported format ${meta.format} v${meta.version}`);
   const [stat, frames] = await Promise.all([
     fetchOk(base + meta.static.file).then((r) => r.arrayBuffer()),
-    fetchOk(base + meta.frames_file.file).then((r) => r.arrayBuffer())]);
+    fetchOk(base + meta.frames_file.file).then((r) => r.arrayBuffer()).then(gunzip)]);
   return parseRig(meta, stat, frames);
 }
 
