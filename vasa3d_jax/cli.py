@@ -91,7 +91,7 @@ def _export(args) -> int:
 
 
 def _view(args) -> int:
-    from vasa3d_jax.export import serve
+    from vasa3d_jax.export.serve import serve
 
     serve(args.folder, port=args.port)
     return 0
@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
     p.set_defaults(func=_view)
     args = parser.parse_args(argv)
-    _enable_compilation_cache()
-    runtime.keep_freed_memory()
+    if args.command != "view":  # serving files needs no JAX
+        _enable_compilation_cache()
+        runtime.keep_freed_memory()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
