@@ -140,3 +140,36 @@ def test_cli_and_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (apt-get install nodejs: make setup)")
+@pytest.mark.parametrize("degree", [1, 3])
+def test_player_sh_colours_match_the_renderer(degree, tmp_path):
+    """rig.js's view-dependent colour (SH + d_color, clamped) equals render/sh.py's, on a hand-made rig."""
+    from vasa3d_jax.render.sh import sh_to_color
+
+    rng = np.random.default_rng(degree)
+    n, k = 40, (degree + 1) ** 2
+    tri = np.array([[0, 0, 0], [0.02, 0, 0], [0, 0.02, 0.005]], np.float32)
+    rig = web.WebRig(
+        faces=np.array([[0, 1, 2]], np.uint32), neutral=tri, moving=np.zeros(0, np.uint32),
+        parent=np.zeros(n, np.uint32), means_local=rng.normal(size=(n, 3)).astype(np.float32),
+        quats_local=np.tile(np.float32([1, 0, 0, 0]), (n, 1)), log_scales=np.full((n, 3), -1, np.float32),
+        opacity_logits=np.zeros(n, np.float32), colors=rng.normal(0, 0.5, (n, k, 3)).astype(np.float32),
+        residual_mean=np.concatenate([np.zeros((n, 9)), rng.normal(0, 0.1, (n, 3)), np.zeros((n, 1))], 1
+                                     ).astype(np.float32),
+        residual_basis=np.zeros((0, n, 13), np.float16), rigid=np.float32([[1, 0, 0, 0, 0, 0, 0]]),
+        offsets=np.zeros((1, 0, 3), np.int16), coeffs=np.zeros((1, 0), np.float32),
+        meta={"fps": 25.0, "vertex_step": 5e-6, "residual_rank": 0, "residual_rel_error": 0.0, "sh_degree": degree,
+              "background": [1.0, 1.0, 1.0], "camera": {}, "head": "test"})
+    write_web(rig, tmp_path, player=False)
+    shutil.copyfile(pathlib.Path(web.__file__).parent / "player" / "rig.js", tmp_path / "rig.mjs")
+    (tmp_path / "decode.mjs").write_text(NODE_DECODE.replace("[0, 0, 1]", "[0.1, -0.2, 0.5]"))
+    (tmp_path / "frames.bin").write_bytes(gzip.decompress((tmp_path / "frames.bin.gz").read_bytes()))
+    subprocess.run(["node", str(tmp_path / "decode.mjs"), str(tmp_path), "0"], check=True, timeout=60)
+    js = np.fromfile(tmp_path / "js.bin", np.float32)
+    rgba = js[9 * n:].reshape(n, 4)
+    g = decode_frame(read_web(tmp_path), 0)  # SH with d_color / C0 folded into the DC term
+    want = np.asarray(sh_to_color(jnp.asarray(g.colors), jnp.asarray(g.means), jnp.asarray([0.1, -0.2, 0.5])))
+    assert (want == 0).any() and (want > 0).any()  # both sides of the clamp are exercised
+    np.testing.assert_allclose(rgba[:, :3], want, atol=2e-5)
