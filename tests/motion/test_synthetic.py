@@ -185,9 +185,10 @@ def test_splits_have_disjoint_sentences():
     assert len({s.voice for s in train}) > 5 and len(set(sentence_bank(500))) == 500
 
 
-def test_missing_library_names_the_apt_package(monkeypatch):
-    worker = synthetic._WORKER.replace('ctypes.util.find_library("espeak-ng")', "None")
-    monkeypatch.setattr(synthetic, "_WORKER", worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+def test_missing_library_names_the_apt_package(monkeypatch, tmp_path):
+    worker = synthetic._WORKER.read_text().replace('ctypes.util.find_library("espeak-ng")', "None")
+    (tmp_path / "worker.py").write_text(worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+    monkeypatch.setattr(synthetic, "_WORKER", tmp_path / "worker.py")
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         synthetic.synthesize("hello")
 
