@@ -39,26 +39,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--frames", default="0,40,80", help="frames compared with render()")
     args = ap.parse_args(argv)
 
-    from vasa3d_jax import demo, export, pipeline
+    from vasa3d_jax import demo, export
+    from vasa3d_jax.avatar.render import FrameRenderer
+    from vasa3d_jax.avatar.template import template_avatar
+    from vasa3d_jax.camera import CameraPath
+    from vasa3d_jax.constants import FPS
     from vasa3d_jax.export.headless import Chromium
     from vasa3d_jax.export.serve import serve
 
     out = pathlib.Path(args.out)
     wav = demo.synthesize(demo.SENTENCE)
-    avatar = pipeline.template_avatar()
+    avatar = template_avatar()
     t0 = time.perf_counter()
     summary = export.export_web(avatar, out, audio=wav, key=jax.random.key(0), size=args.size)
     export_s = time.perf_counter() - t0
     rig = export.read_web(out)
     frames = [min(int(k), rig.frames - 1) for k in args.frames.split(",")]
 
-    renderer = pipeline.FrameRenderer(avatar, args.size)
-    path = pipeline.CameraPath("front")
+    renderer = FrameRenderer(avatar, args.size)
+    path = CameraPath("front")
     from vasa3d_jax.audio import speech_features
     from vasa3d_jax.motion import generate, load_default_model
 
     gen = load_default_model()  # the motion export_web generated (same model, features and key)
-    motion = generate(gen, speech_features(wav, fps=pipeline.FPS, encoder=gen.feature_encoder), None,
+    motion = generate(gen, speech_features(wav, fps=FPS, encoder=gen.feature_encoder), None,
                       jax.random.key(0), gen.sampler)
     renderer.prepare(motion, path, len(motion))
     shots = out / "shots"

@@ -73,7 +73,9 @@ def _export(args) -> int:
     import jax
     import numpy as np
 
-    from vasa3d_jax import export, pipeline
+    from vasa3d_jax import export
+    from vasa3d_jax.avatar.io import load_avatar
+    from vasa3d_jax.avatar.template import template_avatar
 
     t0 = time.perf_counter()
     if (args.audio is None) == (args.motion is None):
@@ -84,7 +86,7 @@ def _export(args) -> int:
         if not pathlib.Path(args.motion).is_file():
             raise FileNotFoundError(f"motion file {args.motion!r} not found")
         motion = np.load(args.motion)
-    avatar = pipeline.load_avatar(args.avatar) if args.avatar else pipeline.template_avatar()
+    avatar = load_avatar(args.avatar) if args.avatar else template_avatar()
     summary = export.export_web(avatar, args.out, motion=motion, audio=args.audio, key=jax.random.key(args.seed),
                                 size=args.size)
     summary.pop("sizes", None)

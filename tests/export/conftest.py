@@ -10,7 +10,7 @@ CLOSED, OPEN, TURNED = 1, 6, 10
 
 @pytest.fixture(scope="session")
 def avatar():
-    from vasa3d_jax.pipeline import template_avatar
+    from vasa3d_jax.avatar.template import template_avatar
 
     return template_avatar()
 

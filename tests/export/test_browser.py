@@ -58,7 +58,8 @@ def page(avatar, motion, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ours(avatar, motion):
     """Our renderer's frame k from the pipeline's front camera, white background, as uint8."""
-    from vasa3d_jax.pipeline import CameraPath, FrameRenderer
+    from vasa3d_jax.avatar.render import FrameRenderer
+    from vasa3d_jax.camera import CameraPath
 
     r = FrameRenderer(avatar, SIZE, background=(1.0, 1.0, 1.0))
     path = CameraPath("front")
@@ -71,7 +72,8 @@ def mouth_box(avatar, motion, k: int) -> tuple[slice, slice]:
     import jax.numpy as jnp
 
     from vasa3d_jax.export.web import BAKE_CHUNK, apply_frames
-    from vasa3d_jax.pipeline import LIP_OUTER_CORNERS, CameraPath, camera_intrinsics
+    from vasa3d_jax.avatar.template import LIP_OUTER_CORNERS
+    from vasa3d_jax.camera import CameraPath, camera_intrinsics
 
     pad = np.concatenate([motion, np.repeat(motion[-1:], BAKE_CHUNK - len(motion), 0)])
     v = np.asarray(apply_frames(avatar.model, avatar.params, jnp.asarray(pad))[0][k])[list(LIP_OUTER_CORNERS)]

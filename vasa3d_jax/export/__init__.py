@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.export.ply import read_ply, write_ply
 from vasa3d_jax.export.serve import serve
 from vasa3d_jax.export.web import WebRig, bake, copy_player, decode_frame, read_web, write_web
@@ -32,9 +33,9 @@ def avatar_gaussians(avatar, x=None) -> Gaussians:
     x = np.asarray(avatar.space.neutral(1)[0] if x is None else x, np.float32)
     if x.shape != (avatar.space.size,):
         raise ValueError(f"x has shape {x.shape}; expected one motion latent ({avatar.space.size},)")
-    from vasa3d_jax.pipeline import _final_gaussians  # jitted apply, shared with the renderer
+    from vasa3d_jax.avatar.render import final_gaussians  # jitted apply, shared with the renderer
 
-    g = jax.tree.map(lambda a: a[0], _final_gaussians(avatar.model, avatar.params, jnp.asarray(x)[None]))
+    g = jax.tree.map(lambda a: a[0], final_gaussians(avatar.model, avatar.params, jnp.asarray(x)[None]))
     live = np.asarray(avatar.params["binding"].active)
     return jax.tree.map(lambda a: np.asarray(a)[live], g)
 
@@ -67,14 +68,14 @@ def export_web(avatar, out_dir: str | os.PathLike, motion=None, audio=None, *, k
         if generator.space != avatar.space:
             raise ValueError("the motion generator's space differs from the avatar's; pass motion or a "
                              "generator trained in the avatar's space")
-        feats = speech_features(wav, fps=pipeline.FPS, encoder=generator.feature_encoder)
+        feats = speech_features(wav, fps=FPS, encoder=generator.feature_encoder)
         motion = generate(generator, feats, None, key, generator.sampler)
     rig = bake(avatar, np.asarray(motion, np.float32), size=size, **bake_kw)
-    summary = write_web(rig, out_dir, audio=wav, sample_rate=pipeline.SAMPLE_RATE)
+    summary = write_web(rig, out_dir, audio=wav, sample_rate=SAMPLE_RATE)
     if ply:
         summary["ply"] = str(export_ply(avatar, pathlib.Path(out_dir) / "avatar.ply"))
     if wav is not None:
-        summary["audio_s"] = round(len(wav) / pipeline.SAMPLE_RATE, 3)
+        summary["audio_s"] = round(len(wav) / SAMPLE_RATE, 3)
     summary["index"] = str(pathlib.Path(out_dir) / "index.html")
     return summary
 

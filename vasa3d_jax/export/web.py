@@ -158,12 +158,12 @@ def _quat_to_rotmat(q: np.ndarray) -> np.ndarray:
 def bake(avatar, motion: np.ndarray, *, fps: float | None = None, vertex_step: float = VERTEX_STEP,
          residual_tol: float = RESIDUAL_TOL, residual_max_rank: int = RESIDUAL_MAX_RANK,
          size: int = 512, background=(1.0, 1.0, 1.0)) -> WebRig:
-    """Bakes ``avatar`` (pipeline.Avatar) driven by ``motion (T, D)`` into a ``WebRig`` (eqs. 1-2).
+    """Bakes ``avatar`` (avatar.io.Avatar) driven by ``motion (T, D)`` into a ``WebRig`` (eqs. 1-2).
 
     size / background: the player's default canvas size and background (its front camera is the
     pipeline's "front" camera at that size).
     """
-    from vasa3d_jax import pipeline
+    from vasa3d_jax import camera
 
     motion = np.asarray(motion, np.float32)
     if motion.ndim != 2 or motion.shape[0] == 0:
@@ -218,14 +218,14 @@ def bake(avatar, motion: np.ndarray, *, fps: float | None = None, vertex_step: f
     n = int(live.sum())
 
     colors = np.asarray(g.colors, np.float32)[live]
-    path = pipeline.CameraPath("front")
+    path = camera.CameraPath("front")
     eye = np.asarray(path.pivot) + path.distance * np.array([0.0, 0.0, 1.0])
     meta = {
         "fps": float(fps or avatar.space.fps), "vertex_step": float(step),
         "residual_rank": int(k), "residual_rel_error": rel_err, "sh_degree": None if colors.ndim == 2 else
         int(round(colors.shape[1] ** 0.5)) - 1, "background": [float(c) for c in background],
         "camera": {"eye": eye.tolist(), "target": list(path.pivot), "up": [0.0, 1.0, 0.0],
-                   "fov_y_deg": math.degrees(2 * math.atan(0.5 / pipeline.FOCAL_PER_SIZE)), "size": int(size)},
+                   "fov_y_deg": math.degrees(2 * math.atan(0.5 / camera.FOCAL_PER_SIZE)), "size": int(size)},
         "head": avatar.model.head.kind,
     }
     quats = np.asarray(g.quats_local, np.float32)[live]
