@@ -91,3 +91,19 @@ def test_batch_marks_frames_without_face(astro):
     batch = analyze_faces(frames)
     assert batch.valid.tolist() == [True, False]
     assert np.all(batch.landmarks[1] == 0)
+
+
+@pytest.mark.slow
+def test_whole_pipeline_is_one_pure_jittable_function(astro):
+    """face_pipeline with the Flax nets under a single jax.jit equals the staged run."""
+    import jax
+    import jax.numpy as jnp
+    from vasa3d_jax.face.pipeline import _runners, face_pipeline, flax_nets
+
+    img = astro[0]
+    frames = jnp.asarray(np.stack([img, np.roll(img, (3, 4), axis=(0, 1))]), jnp.float32) / 255
+    fused = jax.jit(lambda x: face_pipeline(x, *flax_nets(), max_faces=4, num_meshes=1, jit_stages=False))
+    a = fused(frames)
+    b = face_pipeline(frames, *_runners("flax"), max_faces=4, num_meshes=1)
+    for k in ("landmarks", "iris", "box"):
+        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=1e-3)

@@ -32,7 +32,8 @@ def test_graph_is_mediapipes():
     import collections
     graph, weights = read_tflite(assets.model_path(assets.LANDMARKS))
     kinds = collections.Counter(op.kind for op in graph.ops)
-    assert kinds == {"CONV_2D": 25, "PRELU": 23, "DEPTHWISE_CONV_2D": 20, "ADD": 20, "MAX_POOL_2D": 6, "PAD": 3}
+    assert kinds == {"CONV_2D": 25, "PRELU": 23, "DEPTHWISE_CONV_2D": 20, "ADD": 20, "MAX_POOL_2D": 6,
+                     "PAD": 3}
     assert graph.input_shape == (192, 192, 3) and len(weights) == 113
 
 

@@ -35,7 +35,8 @@ from .errors import (FaceTooSmallError, LowConfidenceWarning, ModelFilesMissingE
                      MultipleFacesWarning, NoFaceError, NotAnImageError)
 from .image import as_rgb, load_image
 
-__all__ = ["FaceAnalysis", "analyze_faces", "face_pipeline", "MIN_FACE_PX", "MAX_ANALYSIS_SIDE"]
+__all__ = ["FaceAnalysis", "analyze_faces", "face_pipeline", "flax_nets", "MIN_FACE_PX",
+           "MAX_ANALYSIS_SIDE"]
 
 # A face whose detector box is narrower than this gives a 192-px mesh crop upsampled > 3x from
 # fewer than 60 source pixels: the landmarks then describe blur, not a face.
@@ -202,6 +203,16 @@ def _flax_runner(name: str):
         return tuple(jnp.concatenate(o)[:n] for o in zip(*outs))
 
     return run
+
+
+def flax_nets():
+    """(run_detector, run_mesh, run_iris) as pure functions of arrays (the ported nets applied in
+    chunks with ``lax.map``), for ``face_pipeline(..., jit_stages=False)`` under one ``jax.jit``."""
+    from . import nets
+    (det, dv), (mesh, mv), (iris, iv) = (nets.load_net(n)
+                                         for n in (assets.DETECTOR, assets.LANDMARKS, assets.IRIS))
+    return (lambda x: nets.apply_chunked(det, dv, x), lambda x: nets.apply_chunked(mesh, mv, x),
+            lambda x: nets.apply_chunked(iris, iv, x))
 
 
 @functools.cache
