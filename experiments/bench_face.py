@@ -9,6 +9,11 @@ Prints one JSON object: for each backend and batch size (1 and 32 frames of skim
 512x512) the median seconds per frame over ``repeats`` timed calls after a warm-up call, the ratio
 flax/litert (goal: <= 1 at batch 32 on the project's 2-core CPU), and the Flax compile time (first
 call minus a steady call; the persistent compile cache is bypassed unless ``--cache`` is given).
+Measured 2026-12-02 on the shared 2-core CPU at a load average of 13-17 (other jobs running), two
+runs: batch 32 flax 118 / 103 ms per frame vs litert 68 / 79 (ratio 1.73 / 1.30); batch 1 ratio
+0.77 / 1.90; Flax compile of the three nets 72 / 84 s under that load. Per network at batch 32
+(same load) the nets are near parity (detector 7.8 vs 6.5 ms, mesh 8.2 vs 7.2, iris 11.1 vs 13.2
+per image); the goal (flax <= litert at batch 32) is not shown on this loaded machine.
 Sections are functions in ``SECTIONS``; another part of the project adds its own (e.g. the motion
 encoder's frames per second) by adding a function there.
 """
