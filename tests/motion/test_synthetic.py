@@ -8,6 +8,7 @@ import pytest
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion import synthetic
+from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
 SPACE = MotionSpace.builtin()
@@ -181,12 +182,13 @@ def test_splits_have_disjoint_sentences():
     train, heldout = synthetic.corpus_specs(40, 10, seed=3)
     assert len(train) == 40 and len(heldout) == 10
     assert not _sentences(train) & _sentences(heldout)
-    assert len({s.voice for s in train}) > 5 and len(set(synthetic.sentence_bank(500))) == 500
+    assert len({s.voice for s in train}) > 5 and len(set(sentence_bank(500))) == 500
 
 
-def test_missing_library_names_the_apt_package(monkeypatch):
-    worker = synthetic._WORKER.replace('ctypes.util.find_library("espeak-ng")', "None")
-    monkeypatch.setattr(synthetic, "_WORKER", worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+def test_missing_library_names_the_apt_package(monkeypatch, tmp_path):
+    worker = synthetic._WORKER.read_text().replace('ctypes.util.find_library("espeak-ng")', "None")
+    (tmp_path / "worker.py").write_text(worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+    monkeypatch.setattr(synthetic, "_WORKER", tmp_path / "worker.py")
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         synthetic.synthesize("hello")
 
