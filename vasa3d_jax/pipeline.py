@@ -207,6 +207,47 @@ class Talker:
                 yield from images
 
 
+def emotion_names(generator: MotionGenerator) -> tuple[str, ...]:
+    """Names of the generator's emotion-offset entries: the synthetic corpus's (happy, surprised,
+    sad; ``motion.synthetic.EMOTIONS``) for a generator of that size, else e0, e1, ..."""
+    from vasa3d_jax.motion.synthetic import EMOTIONS
+
+    size = generator.config.emotion_size
+    return tuple(EMOTIONS) if size == len(EMOTIONS) else tuple(f"e{i}" for i in range(size))
+
+
+def parse_controls(generator: MotionGenerator, gaze: str | None = None, distance: float | None = None,
+                   emotion: str | None = None) -> Controls:
+    """``Controls`` from the command line's words: gaze ``"YAW,PITCH"`` in degrees (yaw > 0 looks
+    towards the head's left, +x; pitch > 0 up), distance in metres, emotion ``"happy=0.5,sad=0.2"``
+    (names from ``emotion_names``; unnamed entries 0)."""
+    import math
+
+    gaze_rad = (0.0, 0.0)
+    if gaze is not None:
+        try:
+            yaw, pitch = (float(v) for v in str(gaze).split(","))
+        except ValueError:
+            raise ValueError(f"--gaze {gaze!r}: give YAW,PITCH in degrees, e.g. --gaze 10,-5") from None
+        if not (abs(yaw) <= 45 and abs(pitch) <= 45):
+            raise ValueError(f"--gaze {gaze!r}: yaw and pitch must lie within +-45 degrees")
+        gaze_rad = (math.radians(yaw), math.radians(pitch))
+    if distance is not None and not 0.1 <= distance <= 3.0:
+        raise ValueError(f"--distance {distance}: give the head-to-camera distance in metres (0.1 to 3)")
+    emo = None
+    if emotion:
+        names = emotion_names(generator)
+        emo = [0.0] * len(names)
+        for item in str(emotion).split(","):
+            name, _, value = item.partition("=")
+            if name.strip() not in names or not value:
+                raise ValueError(f"--emotion {emotion!r}: use NAME=VALUE pairs with names from {list(names)}, "
+                                 "e.g. happy=0.5")
+            emo[names.index(name.strip())] = float(value)
+        emo = tuple(emo)
+    return Controls(gaze=gaze_rad, distance=distance, emotion=emo)
+
+
 def load_waveform(audio) -> np.ndarray:
     """A file path or a 16 kHz float waveform -> (n,) float32 16 kHz mono, with clear errors."""
     from vasa3d_jax.audio import load_audio
@@ -248,7 +289,8 @@ def save_speech(speech: Speech, out_dir: str | os.PathLike, video_name: str = "t
     png = video.save_png(out / "contact_sheet.png", video.contact_sheet(np.stack(sheet)))
     np.save(out / "motion.npy", speech.motion)
     return {"folder": str(out), "video": str(mp4), "contact_sheet": str(png), "motion": str(out / "motion.npy"),
-            "audio_s": round(speech.audio.shape[0] / SAMPLE_RATE, 3), **speech.stats.summary()}
+            "audio_s": round(speech.audio.shape[0] / SAMPLE_RATE, 3) if speech.audio is not None else 0.0,
+            **speech.stats.summary()}
 
 
 class _Raised:
