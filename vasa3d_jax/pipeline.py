@@ -121,6 +121,14 @@ class Talker:
                              f"avatar's ({avatar.space.size}); use a generator trained in the avatar's space")
         self.avatar, self.generator, self.size = avatar, generator, size
         self.background, self.sampler, self.backend = background, sampler or generator.sampler, backend
+        self._renderers: dict[CameraPath, FrameRenderer] = {}
+
+    def renderer(self, path: CameraPath) -> FrameRenderer:
+        """The talker's renderer for a camera path, kept with its measured capacity (eq. 3) and
+        per-avatar constants, so a second stream starts without measuring again."""
+        if path not in self._renderers:
+            self._renderers[path] = FrameRenderer(self.avatar, self.size, self.background, self.backend)
+        return self._renderers[path]
 
     @classmethod
     def default(cls, **kwargs) -> "Talker":
@@ -172,7 +180,7 @@ class Talker:
         if path.kind == "orbit" and path.period is None:
             path = dataclasses.replace(path, period=STREAM_ORBIT_PERIOD_S * FPS)
         stats = stats if stats is not None else RenderStats()
-        renderer = FrameRenderer(self.avatar, self.size, self.background, self.backend)
+        renderer = self.renderer(path)
         encoder = self.generator.feature_encoder
 
         def feature_fn(wav):

@@ -219,8 +219,8 @@ class FrameRenderer:
         if path.kind == "orbit":
             period = path.period or total or PROBE_VIEWS
             frames = [int(round(i * period / PROBE_VIEWS)) for i in range(PROBE_VIEWS)]
-        else:
-            frames = [0] * PROBE_VIEWS
+        else:  # one view: every frame of a fixed camera sees the same (a stream's first-frame latency)
+            frames = [0]
         need = self.measure(np.concatenate(probes), path.cameras(frames, self.size, total))
         self.report.capacity = max(self.report.capacity, capacity_for(need))
         return self.report.capacity
