@@ -1,9 +1,13 @@
 """Evaluate a motion generator on held-out synthetic sentences: lip-sync, head motion, seams, speed.
 
-Command (the shipped model; held-out clips from experiments/make_motion_corpus.py; speech features
-are computed from each clip's audio with the model's encoder, as at inference):
+Command (the shipped model; speech features are computed from each clip's audio with the model's
+encoder, as at inference):
 
     python experiments/eval_motion.py                       # --model PATH for another generator
+
+The held-out clips are those of experiments/make_motion_corpus.py (same specs, same file names);
+when the folder lacks them they are synthesised first (deterministic; needs espeak-ng, about 2
+clips/s), so the command works from a fresh clone.
 
 The last line printed is JSON. Goals (issue 5 §4): ``lipsync_corr`` ≥ 0.7, ``frames_per_s`` ≥ 25,
 ``first_window_s`` ≤ 0.5 s; ``lipsync_corr_mismatched`` far below ``lipsync_corr``. Keys:
@@ -29,6 +33,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
+import sys
 import time
 
 import jax
@@ -37,7 +43,7 @@ import numpy as np
 
 from vasa3d_jax.motion import DEFAULT_MODEL, generate, load_generator, stream
 from vasa3d_jax.constants import SAMPLE_RATE
-from vasa3d_jax.motion.data import fit_length, list_clips, load_clip, speech_feature_fn
+from vasa3d_jax.motion.data import fit_length, load_clip, speech_feature_fn
 from vasa3d_jax.motion.dit import DiTConfig, init_params
 from vasa3d_jax.motion.sample import MotionGenerator
 
@@ -50,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
         heldout="work_dirs/motion_corpus/heldout",
         num_clips=40,  # held-out clips evaluated (sorted by name)
         seed=0,
+        corpus_clips=1500,  # make_motion_corpus.py --clips and --heldout: the held-out specs depend on both
+        corpus_heldout=100,
+        corpus_seed=0,  # make_motion_corpus.py --seed
         sampler=dict(),  # overrides of the model's own sampler (motion_dit.json "sampler"), e.g. steps=25
         speed_seconds=20.0,  # audio length of the speed test
         paper_size=True,  # also time the paper-size (8 x 512) denoiser
@@ -89,11 +98,33 @@ def time_stream(gen, wav, sampler, feature_fn, key) -> tuple[float, float, int]:
     return times[0], steady, sum(frames)
 
 
+def ensure_heldout(folder, num_clips: int, corpus_clips: int = 1500, corpus_heldout: int = 100,
+                   seed: int = 0) -> list[pathlib.Path]:
+    """The first ``num_clips`` held-out clips of ``make_motion_corpus.py --clips corpus_clips
+    --heldout corpus_heldout --seed seed``, synthesising (deterministically) any ``folder`` lacks."""
+    from vasa3d_jax.motion import synthetic
+
+    if not 1 <= num_clips <= corpus_heldout:
+        raise ValueError(f"num_clips={num_clips} must lie in 1..{corpus_heldout} (the corpus's held-out clips)")
+    folder = pathlib.Path(folder)
+    _, specs = synthetic.corpus_specs(corpus_clips, corpus_heldout, seed)
+    specs = specs[:num_clips]
+    paths = [folder / f"{i:06d}.npz" for i in range(len(specs))]
+    missing = [(p, s) for p, s in zip(paths, specs) if not p.exists()]
+    if missing:
+        print(f"synthesising {len(missing)} held-out clips into {folder} (espeak-ng; once)", file=sys.stderr)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, spec in missing:
+            synthetic.save_clip(path, synthetic.make_clip(spec))
+    return paths
+
+
 def main(config) -> dict:
     gen = load_generator(config.model)
     sampler = dataclasses.replace(gen.sampler, **config.sampler)
     key = jax.random.key(config.seed)
-    paths = list_clips(config.heldout)[: config.num_clips]
+    paths = ensure_heldout(config.heldout, config.num_clips, config.corpus_clips, config.corpus_heldout,
+                           config.corpus_seed)
     feature_fn = speech_feature_fn(gen.feature_encoder)
     clips = []
     for p in paths:  # features from the audio, exactly as at inference (precomputed ones not needed)
@@ -170,10 +201,11 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     parser.add_argument("--audio_scale", type=float, default=None, help="λ_audio (default: the model's)")
     parser.add_argument("--no_paper_size", action="store_true")
+    parser.add_argument("--speed_seconds", type=float, default=defaults.speed_seconds)
     a = parser.parse_args()
     cfg = get_config()
     cfg.model, cfg.heldout, cfg.num_clips = a.model, a.heldout, a.num_clips
-    cfg.paper_size = not a.no_paper_size
+    cfg.paper_size, cfg.speed_seconds = not a.no_paper_size, a.speed_seconds
     cfg.sampler = {k: v for k, v in dict(steps=a.steps, audio_scale=a.audio_scale).items() if v is not None}
     result = main(cfg)
     print(json.dumps(result))

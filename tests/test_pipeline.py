@@ -204,3 +204,71 @@ def test_bad_inputs_are_explained(talker, tmp_path, capsys):
     assert "missing.wav" in capsys.readouterr().err
     assert cli.main(["speak", "--audio", "x.wav", "--out", str(tmp_path), "--camera", "sideways"]) == 2
     assert "unknown camera 'sideways'" in capsys.readouterr().err
+
+
+# ---- issue 16: batching, exact residual skip, odd stream chunks, streams closed early -------------
+def test_batched_frames_equal_single_frames(avatar):
+    path = CameraPath.parse("orbit")
+    x = np.asarray(avatar.space.neutral(3)) + np.float32(0.05)
+    renderer = FrameRenderer(avatar, SIZE, batch=4)
+    renderer.prepare(x, path, 3)
+    views = np.stack([path.viewmat(t, 3) for t in range(3)])
+    batch = renderer.render_batch(x, views)  # 3 frames padded to the batch of 4: one call
+    assert batch.shape == (3, SIZE, SIZE, 3)
+    for t in range(3):
+        np.testing.assert_allclose(batch[t], renderer(x[t], views[t]), atol=1e-4)  # vmapped sums reorder
+
+
+def test_zero_residual_is_detected_and_skipped_exactly(avatar):
+    from vasa3d_jax.avatar.avatar import residual_is_zero
+
+    assert residual_is_zero(avatar.params) and not FrameRenderer(avatar, SIZE).residual
+    from vasa3d_jax.avatar.render import final_gaussians
+
+    x = jnp.asarray(np.asarray(avatar.space.neutral(2)) + np.float32(0.1))
+    full = final_gaussians(avatar.model, avatar.params, x)
+    skipped = final_gaussians(avatar.model, avatar.params, x, residual=False)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(skipped)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    out = avatar.params["d_pose"]["params"]["output"]
+    bumped = {**avatar.params, "d_pose": {"params": {**avatar.params["d_pose"]["params"],
+                                                     "output": {**out, "bias": out["bias"].at[0].set(1e-3)}}}}
+    assert not residual_is_zero(bumped) and FrameRenderer(Avatar(avatar.model, bumped), SIZE).residual
+
+
+def test_stream_odd_chunks_give_the_frames_of_one_call(talker):
+    t = np.arange(int(2.2 * 16000)) / 16000
+    wav = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.5 - 0.5 * np.cos(2 * np.pi * 3 * t))).astype(np.float32)
+    whole_motion, odd_motion = [], []
+    whole = list(talker.stream([wav], "front", key=jax.random.key(1), motion_out=whole_motion))
+    pieces = [wav[:1], wav[1:1], wav[1:1 + 3 * 16000], wav[1 + 3 * 16000:]]  # 1 sample, 0, "3 s" (the rest)
+    odd = list(talker.stream(pieces, "front", key=jax.random.key(1), motion_out=odd_motion))
+    assert len(whole) == len(odd) == 55
+    np.testing.assert_array_equal(np.concatenate(whole_motion), np.concatenate(odd_motion))
+    np.testing.assert_array_equal(np.stack(whole), np.stack(odd))
+
+
+def test_stream_closed_early_leaves_a_playable_mp4(talker, speech_wav, tmp_path):
+    wav = pipeline.load_waveform(speech_wav)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_ten(t, image):
+        if t == 9:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipeline.record_stream(talker, np.array_split(wav, 5), tmp_path / "early.mp4", on_frame=stop_after_ten)
+    n_video, video_s, audio_s = _durations(tmp_path / "early.mp4")
+    assert n_video == 10 and math.isclose(video_s, 0.4, abs_tol=1e-6)
+    assert abs(audio_s - 0.4) < 0.05  # the sound of the frames written (AAC pads to 1024 samples)
+    summary = pipeline.record_stream(talker, np.array_split(wav, 5), tmp_path / "all.mp4")
+    assert summary["frames"] == 25 and _durations(tmp_path / "all.mp4")[0] == 25
+
+
+def test_parse_controls(talker):
+    c = pipeline.parse_controls(talker.generator, "10,-5", 0.7, None)
+    assert np.allclose(c.gaze, (math.radians(10), math.radians(-5))) and c.distance == 0.7 and c.emotion is None
+    with pytest.raises(ValueError, match="YAW,PITCH"):
+        pipeline.parse_controls(talker.generator, "left")

@@ -6,12 +6,16 @@
                                                     (MP4 with sound, contact sheets with the photo)
     vasa3d speak --audio FILE --out DIR [--avatar PATH] [--camera front|orbit|az=DEG,el=DEG]
                  [--size 256] [--seed 0]            any speech -> talking.mp4, contact_sheet.png, motion.npy
+                 [--gaze YAW,PITCH] [--distance M] [--emotion happy=0.5,...]   VASA-1's controls
     vasa3d fit --portrait PHOTO --out DIR [--preset quick|full] [--workdir DIR]
                                                     one photo -> avatar.npz, contact_sheet.png, turntable.mp4,
                                                     metrics.json (resumable: rerun after an interruption)
     vasa3d export --out DIR [--avatar PATH] [--audio FILE | --motion M.npy] [--size 512] [--seed 0]
                                                     avatar.ply (3DGS) + a web player of the talking avatar
     vasa3d view DIR [--port 8000]                   serves an exported folder on 127.0.0.1 (Ctrl-C stops)
+    vasa3d drive --video CLIP --out DIR [--avatar PATH] [--side-by-side]
+                                                    a face video's motion (motion encoder) -> the avatar
+                                                    performing it with the clip's sound (driven.mp4)
 
 All print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
@@ -75,7 +79,8 @@ def _speak(args) -> int:
     wav = pipeline.load_waveform(args.audio)
     avatar = load_avatar(args.avatar) if args.avatar else template_avatar()  # the file carries its head
     talker = pipeline.Talker(avatar, load_default_model(), size=args.size)
-    speech = talker.speak(wav, camera_path=path, key=jax.random.key(args.seed))
+    controls = pipeline.parse_controls(talker.generator, args.gaze, args.distance, args.emotion)
+    speech = talker.speak(wav, camera_path=path, controls=controls, key=jax.random.key(args.seed))
     return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
@@ -124,6 +129,19 @@ def _view(args) -> int:
     return 0
 
 
+def _drive(args) -> int:
+    from vasa3d_jax.avatar.io import load_avatar
+    from vasa3d_jax.avatar.template import template_avatar
+    from vasa3d_jax.camera import CameraPath
+    from vasa3d_jax.drive import drive
+
+    t0 = time.perf_counter()
+    path = CameraPath.parse(args.camera)
+    avatar = load_avatar(args.avatar) if args.avatar else template_avatar()
+    summary = drive(avatar, args.video, args.out, size=args.size, camera_path=path, side_by_side=args.side_by_side)
+    return _report({"driving_video": str(args.video), **summary}, t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vasa3d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--camera", default="front", help="'front', 'orbit' or 'az=DEG,el=DEG' (default front)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")
+    p.add_argument("--gaze", default=None, help="main gaze YAW,PITCH in degrees (default 0,0: at the camera)")
+    p.add_argument("--distance", type=float, default=None, help="head-to-camera distance in metres (default: "
+                   "the training mean)")
+    p.add_argument("--emotion", default=None, help="emotion offset, e.g. happy=0.5 or sad=0.3,surprised=0.2")
     p.set_defaults(func=_speak)
     p = sub.add_parser("fit", help="one portrait photo -> a talking avatar (avatar.npz, previews, metrics.json)")
     p.add_argument("--portrait", required=True, help="the photo (jpg, png, ...): one person, face to the camera")
@@ -167,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", help="a folder written by vasa3d export")
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
     p.set_defaults(func=_view)
+    p = sub.add_parser("drive", help="face video -> the avatar performing its motion, with its sound")
+    p.add_argument("--video", required=True, help="driving face video (mp4, mov, ...)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--avatar", default=None, help="avatar file (default: the built-in template head)")
+    p.add_argument("--camera", default="front", help="'front', 'orbit' or 'az=DEG,el=DEG' (default front)")
+    p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
+    p.add_argument("--side-by-side", action="store_true", help="put the driving video left of the avatar")
+    p.set_defaults(func=_drive)
     args = parser.parse_args(argv)
     if args.command != "view":  # serving files needs no JAX
         _enable_compilation_cache()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import queue
+import threading
 import time
 from typing import Iterable, Iterator
 
@@ -76,12 +78,21 @@ def render_motion(avatar: Avatar, motion: np.ndarray, camera_path: CameraSpec | 
     stats = stats if stats is not None else RenderStats()
     t0 = time.perf_counter()
     renderer.prepare(motion, path, len(motion))
-    for t, x in enumerate(motion):
-        image = renderer(x, path.viewmat(t, len(motion)))
-        stats.frames += 1
+    for images in render_blocks(renderer, motion, path, 0, len(motion)):
+        stats.frames += len(images)
         stats.capacity, stats.resizes = renderer.capacity, renderer.resizes
         stats.render_s = stats.wall_s = time.perf_counter() - t0
-        yield image
+        yield from images
+
+
+def render_blocks(renderer: FrameRenderer, motion: np.ndarray, path: CameraPath, start: int,
+                  total: int | None) -> Iterator[np.ndarray]:
+    """Images ``(n, H, W, 3)`` of ``motion (T, D)`` (frames ``start``.. of the path), ``renderer.batch``
+    frames per compiled call."""
+    for s in range(0, len(motion), renderer.batch):
+        x = motion[s:s + renderer.batch]
+        views = np.stack([path.viewmat(start + s + i, total) for i in range(len(x))])
+        yield renderer.render_batch(x, views)
 
 
 # ---- speech to video ---------------------------------------------------------------------------
@@ -110,6 +121,14 @@ class Talker:
                              f"avatar's ({avatar.space.size}); use a generator trained in the avatar's space")
         self.avatar, self.generator, self.size = avatar, generator, size
         self.background, self.sampler, self.backend = background, sampler or generator.sampler, backend
+        self._renderers: dict[CameraPath, FrameRenderer] = {}
+
+    def renderer(self, path: CameraPath) -> FrameRenderer:
+        """The talker's renderer for a camera path, kept with its measured capacity (eq. 3) and
+        per-avatar constants, so a second stream starts without measuring again."""
+        if path not in self._renderers:
+            self._renderers[path] = FrameRenderer(self.avatar, self.size, self.background, self.backend)
+        return self._renderers[path]
 
     @classmethod
     def default(cls, **kwargs) -> "Talker":
@@ -161,7 +180,7 @@ class Talker:
         if path.kind == "orbit" and path.period is None:
             path = dataclasses.replace(path, period=STREAM_ORBIT_PERIOD_S * FPS)
         stats = stats if stats is not None else RenderStats()
-        renderer = FrameRenderer(self.avatar, self.size, self.background, self.backend)
+        renderer = self.renderer(path)
         encoder = self.generator.feature_encoder
 
         def feature_fn(wav):
@@ -183,14 +202,58 @@ class Talker:
             if renderer.capacity == 0:
                 renderer.prepare(block, path, None)
             stats.render_s += time.perf_counter() - t_render
-            for x in block:
+            images_of = render_blocks(renderer, block, path, t, None)
+            while True:
                 t_render = time.perf_counter()
-                image = renderer(x, path.viewmat(t, None))
-                t += 1
+                images = next(images_of, None)
+                if images is None:
+                    break
+                t += len(images)
                 stats.render_s += time.perf_counter() - t_render
                 stats.frames, stats.capacity, stats.resizes = t, renderer.capacity, renderer.resizes
                 stats.wall_s = time.perf_counter() - t0
-                yield image
+                yield from images
+
+
+def emotion_names(generator: MotionGenerator) -> tuple[str, ...]:
+    """Names of the generator's emotion-offset entries: the synthetic corpus's (happy, surprised,
+    sad; ``motion.synthetic.EMOTIONS``) for a generator of that size, else e0, e1, ..."""
+    from vasa3d_jax.motion.synthetic import EMOTIONS
+
+    size = generator.config.emotion_size
+    return tuple(EMOTIONS) if size == len(EMOTIONS) else tuple(f"e{i}" for i in range(size))
+
+
+def parse_controls(generator: MotionGenerator, gaze: str | None = None, distance: float | None = None,
+                   emotion: str | None = None) -> Controls:
+    """``Controls`` from the command line's words: gaze ``"YAW,PITCH"`` in degrees (yaw > 0 looks
+    towards the head's left, +x; pitch > 0 up), distance in metres, emotion ``"happy=0.5,sad=0.2"``
+    (names from ``emotion_names``; unnamed entries 0)."""
+    import math
+
+    gaze_rad = (0.0, 0.0)
+    if gaze is not None:
+        try:
+            yaw, pitch = (float(v) for v in str(gaze).split(","))
+        except ValueError:
+            raise ValueError(f"--gaze {gaze!r}: give YAW,PITCH in degrees, e.g. --gaze 10,-5") from None
+        if not (abs(yaw) <= 45 and abs(pitch) <= 45):
+            raise ValueError(f"--gaze {gaze!r}: yaw and pitch must lie within +-45 degrees")
+        gaze_rad = (math.radians(yaw), math.radians(pitch))
+    if distance is not None and not 0.1 <= distance <= 3.0:
+        raise ValueError(f"--distance {distance}: give the head-to-camera distance in metres (0.1 to 3)")
+    emo = None
+    if emotion:
+        names = emotion_names(generator)
+        emo = [0.0] * len(names)
+        for item in str(emotion).split(","):
+            name, _, value = item.partition("=")
+            if name.strip() not in names or not value:
+                raise ValueError(f"--emotion {emotion!r}: use NAME=VALUE pairs with names from {list(names)}, "
+                                 "e.g. happy=0.5")
+            emo[names.index(name.strip())] = float(value)
+        emo = tuple(emo)
+    return Controls(gaze=gaze_rad, distance=distance, emotion=emo)
 
 
 def load_waveform(audio) -> np.ndarray:
@@ -228,9 +291,92 @@ def save_speech(speech: Speech, out_dir: str | os.PathLike, video_name: str = "t
                 sheet.append(image)
             yield image
 
-    mp4 = video.write_mp4(out / video_name, keep(speech.frames), fps=speech.fps, audio=speech.audio,
-                          sample_rate=SAMPLE_RATE)
+    # Rendering runs in a worker thread while this one encodes: XLA and x264 both release the GIL.
+    mp4 = video.write_mp4(out / video_name, keep(in_background(speech.frames)), fps=speech.fps,
+                          audio=speech.audio, sample_rate=SAMPLE_RATE)
     png = video.save_png(out / "contact_sheet.png", video.contact_sheet(np.stack(sheet)))
     np.save(out / "motion.npy", speech.motion)
     return {"folder": str(out), "video": str(mp4), "contact_sheet": str(png), "motion": str(out / "motion.npy"),
-            "audio_s": round(speech.audio.shape[0] / SAMPLE_RATE, 3), **speech.stats.summary()}
+            "audio_s": round(speech.audio.shape[0] / SAMPLE_RATE, 3) if speech.audio is not None else 0.0,
+            **speech.stats.summary()}
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def in_background(items: Iterable, depth: int = 16) -> Iterator:
+    """The items of ``items``, produced by a worker thread up to ``depth`` ahead of the consumer, so
+    producing (rendering: XLA releases the GIL) overlaps with consuming (encoding). An exception in
+    the producer is raised in the consumer; closing the consumer early stops the producer."""
+    done = object()
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as err:  # handed to the consumer, which raises it
+            put(_Raised(err))
+
+    worker = threading.Thread(target=work, name="vasa3d-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def record_stream(talker: "Talker", chunks: Iterable[np.ndarray], path: str | os.PathLike,
+                  camera_path: CameraSpec | CameraPath = "front", controls: Controls | None = None,
+                  key: jax.Array | None = None, *, stats: RenderStats | None = None,
+                  on_frame=None) -> dict:
+    """Streams ``chunks`` (16 kHz waveform pieces) through ``talker.stream`` into the MP4 ``path``,
+    frames and sound as they come (the sound track holds exactly the audio of the frames written).
+
+    ``on_frame(t, image)`` (optional) sees each frame after it is written; if it (or anything)
+    raises, or the chunks stop, the file is closed properly and plays with every frame so far.
+    """
+    from vasa3d_jax import video
+    from vasa3d_jax.motion.sample import SAMPLES_PER_FRAME
+
+    stats = stats if stats is not None else RenderStats()
+    heard: list[np.ndarray] = []  # audio received and not yet written
+
+    def tee(pieces):
+        for piece in pieces:
+            piece = np.asarray(piece, np.float32).reshape(-1)
+            heard.append(piece)
+            yield piece
+
+    with video.Mp4Writer(path, fps=FPS, audio=True, sample_rate=SAMPLE_RATE) as mp4:
+        for t, image in enumerate(talker.stream(tee(chunks), camera_path, controls, key, stats=stats)):
+            mp4.write(image)
+            want = mp4.frames * SAMPLES_PER_FRAME - mp4.samples  # the audio of the frames written
+            buf = np.concatenate(heard) if heard else np.zeros(0, np.float32)
+            mp4.write_audio(buf[:want])
+            heard[:] = [buf[want:]]
+            if on_frame is not None:
+                on_frame(t, image)
+    return {"video": str(mp4.path), "frames": mp4.frames, "audio_s": round(mp4.samples / SAMPLE_RATE, 3),
+            **stats.summary()}

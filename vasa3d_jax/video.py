@@ -16,7 +16,7 @@ from PIL import Image
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
-__all__ = ["to_uint8", "save_png", "contact_sheet", "write_mp4"]
+__all__ = ["to_uint8", "save_png", "contact_sheet", "write_mp4", "Mp4Writer"]
 
 
 def to_uint8(image) -> np.ndarray:
@@ -51,45 +51,99 @@ def contact_sheet(frames, columns: int | None = None, pad: int = 2, background: 
     return sheet
 
 
+class Mp4Writer:
+    """An H.264 MP4 written frame by frame (and, optionally, an AAC sound track sample by sample).
+
+        with Mp4Writer("out.mp4", audio=True) as mp4:
+            mp4.write(frame)              # (H, W, 3) float in [0, 1] or uint8
+            mp4.write_audio(samples)      # float waveform in [-1, 1] at sample_rate, any length
+
+    Leaving the ``with`` block, normally or by an exception (a stream stopped early), flushes both
+    encoders and writes the trailer, so the file always plays and holds every frame written so far.
+    PyAV encodes in-process (no ffmpeg subprocess, so no fork inside a multithreaded JAX process).
+    """
+
+    def __init__(self, path, fps: float = FPS, audio: bool = False, sample_rate: int = SAMPLE_RATE,
+                 crf: int = 18):
+        import av  # deferred: only video writing needs it
+
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps, self.crf, self.sample_rate = fps, crf, sample_rate
+        self.frames = 0
+        self.samples = 0
+        self._container = av.open(str(self.path), "w")
+        self._video = None  # created at the first frame, which fixes the size
+        self._audio = self._container.add_stream("aac", rate=sample_rate, layout="mono") if audio else None
+
+    def write(self, image) -> None:
+        """Appends one frame, (H, W, 3) float in [0, 1] (``to_uint8``) or uint8."""
+        import av
+
+        frame = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 else to_uint8(image)
+        if self._video is None:
+            h, w, _ = frame.shape
+            if h % 2 or w % 2:
+                raise ValueError(f"H.264 (yuv420p) needs even frame sizes; got {w}x{h}")
+            self._video = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            self._video.width, self._video.height, self._video.pix_fmt = w, h, "yuv420p"
+            self._video.options = {"crf": str(self.crf)}
+        elif frame.shape != (self._video.height, self._video.width, 3):
+            raise ValueError(f"frame shape {frame.shape} differs from the first frame's "
+                             f"{(self._video.height, self._video.width, 3)}")
+        self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.frames += 1
+
+    def write_audio(self, samples) -> None:
+        """Appends mono samples (float in [-1, 1] at ``sample_rate``) to the sound track."""
+        import av
+
+        if self._audio is None:
+            raise ValueError("this Mp4Writer has no sound track; open it with audio=True")
+        samples = np.clip(np.asarray(samples, np.float32).reshape(-1), -1.0, 1.0)
+        if not samples.size:
+            return
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None]), format="flt", layout="mono")
+        chunk.sample_rate = self.sample_rate
+        chunk.pts = self.samples
+        self._container.mux(self._audio.encode(chunk))
+        self.samples += samples.size
+
+    def close(self) -> None:
+        """Flushes the encoders and writes the file's trailer (idempotent)."""
+        if self._container is None:
+            return
+        try:
+            if self._video is not None:
+                self._container.mux(self._video.encode(None))
+            if self._audio is not None:
+                self._container.mux(self._audio.encode(None))
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_mp4(path, frames: Iterable, fps: float = FPS, audio: np.ndarray | None = None,
               sample_rate: int = SAMPLE_RATE, crf: int = 18) -> pathlib.Path:
     """Encode frames ((H, W, 3) floats in [0, 1], any iterable) to an H.264 MP4 with PyAV.
 
     ``audio`` (a float waveform in [-1, 1] at ``sample_rate``) is muxed as an AAC sound track.
-    Frames may come from a generator, so long videos never sit in memory. PyAV encodes in-process
-    (no ffmpeg subprocess, so no fork inside a multithreaded JAX process).
+    Frames may come from a generator, so long videos never sit in memory (``Mp4Writer``).
     """
-    import av  # deferred: only video writing needs it
-
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = iter(frames)
-    try:
-        first = to_uint8(next(frames))
-    except StopIteration:
-        raise ValueError("write_mp4 got no frames") from None
-    h, w, _ = first.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"H.264 (yuv420p) needs even frame sizes; got {w}x{h}")
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        astream = None
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("write_mp4 got no frames")
+    with Mp4Writer(path, fps, audio is not None, sample_rate, crf) as mp4:
+        mp4.write(first)
+        for frame in frames:
+            mp4.write(frame)
         if audio is not None:
-            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
-        frame = first
-        while frame is not None:
-            if frame.shape != first.shape:
-                raise ValueError(f"frame shape {frame.shape} differs from the first frame's {first.shape}")
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            frame = next(frames, None)
-            frame = None if frame is None else to_uint8(frame)
-        container.mux(stream.encode(None))
-        if astream is not None:
-            samples = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)[None]
-            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="flt", layout="mono")
-            chunk.sample_rate = sample_rate
-            container.mux(astream.encode(chunk))
-            container.mux(astream.encode(None))
-    return path
+            mp4.write_audio(audio)
+    return mp4.path

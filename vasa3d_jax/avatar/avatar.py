@@ -188,12 +188,17 @@ class GaussianAvatar:
         return v + head_params["translation"]
 
     # ---- the whole map ------------------------------------------------------------------------
-    def apply(self, params: dict, x: jax.Array) -> tuple[tuple[Gaussians, Gaussians], dict]:
+    def apply(self, params: dict, x: jax.Array, residual: bool = True
+              ) -> tuple[tuple[Gaussians, Gaussians], dict]:
         """x (..., D) motion latents -> ((G', G''), aux), both with x's leading axes.
 
         aux: the head parameters of eqs. (1)-(2) ("expression", "jaw_pose", ...), "vertices"
         (..., V, 3) and "residual" (..., C, 13), the raw residual of deform.py eq. (5) (zero on
         inactive slots), e.g. for an L2 penalty.
+
+        residual=False skips D_e and D_p and uses r = 0, which is what they output when
+        ``residual_is_zero(params)``: the same G'' without two MLPs over every Gaussian. A static
+        choice (jit it as one); the caller decides it from the parameters, never by guess.
         """
         self.space.check(x)
         g, b = params["gaussians"], params["binding"]
@@ -207,13 +212,13 @@ class GaussianAvatar:
         in_face = self.face_mask[b.parent]
 
         def one(xi):
-            return self._frame(params, canon, in_face, xi)
+            return self._frame(params, canon, in_face, xi, residual)
 
         for _ in range(x.ndim - 1):
             one = jax.vmap(one)
         return one(x)
 
-    def _frame(self, params, canon, in_face, x):
+    def _frame(self, params, canon, in_face, x, residual=True):
         g, b = params["gaussians"], params["binding"]
         z_dyn, z_pose = self.space.split(x)
         hp = self.base_deform(params, z_dyn, z_pose)
@@ -227,9 +232,12 @@ class GaussianAvatar:
 
         eps_exp = jnp.concatenate([hp["expression"], hp["jaw_pose"], hp["eye_pose"]])
         eps_pose = jnp.concatenate([hp["neck_pose"], hp["global_rot"], hp["translation"]])
-        r_e = self.d_exp.apply(params["d_exp"], canon, jnp.concatenate([z_dyn, eps_exp]))
-        r_p = self.d_pose.apply(params["d_pose"], canon, jnp.concatenate([z_pose, eps_pose]))
-        r = jnp.where(in_face[:, None], r_e, r_p) * live[:, None]
+        if residual:
+            r_e = self.d_exp.apply(params["d_exp"], canon, jnp.concatenate([z_dyn, eps_exp]))
+            r_p = self.d_pose.apply(params["d_pose"], canon, jnp.concatenate([z_pose, eps_pose]))
+            r = jnp.where(in_face[:, None], r_e, r_p) * live[:, None]
+        else:
+            r = jnp.zeros((g.capacity, deform.RESIDUAL_DIM), means.dtype)
         d = deform.split_residual(r)
 
         quats_local = bnd.quat_multiply(bnd.axis_angle_to_quat(d["d_rot"]),
@@ -256,6 +264,21 @@ class GaussianAvatar:
             params["gaussians"], params["binding"], stats, key, self.face_scales(params), config,
             self.config.bucket)
         return {**params, "gaussians": g, "binding": b}, stats, report, grown
+
+
+def residual_is_zero(params: dict) -> bool:
+    """True when D_e and D_p output exactly 0 for every input: their output layers (kernel and bias)
+    are all zero and every other weight is finite (so the last hidden layer is finite and h W + b
+    = 0 exactly). Then ``apply(..., residual=False)`` gives the same G''. Checked on the values
+    (e.g. the template avatar or an avatar not yet fitted), not declared by a flag."""
+    for name in ("d_exp", "d_pose"):
+        layers = params[name]["params"]
+        out = layers["output"]
+        if any(np.any(np.asarray(jax.device_get(a)) != 0) for a in jax.tree.leaves(out)):
+            return False
+        if not all(np.all(np.isfinite(np.asarray(jax.device_get(a)))) for a in jax.tree.leaves(layers)):
+            return False
+    return True
 
 
 def expression_names(head: HeadModel) -> tuple[str, ...]:

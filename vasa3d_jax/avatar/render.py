@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.avatar.avatar import GaussianAvatar
+from vasa3d_jax.avatar.avatar import GaussianAvatar, residual_is_zero
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.camera import CameraPath, camera_intrinsics
 from vasa3d_jax.motion_space import MotionSpace
@@ -38,6 +38,10 @@ CAPACITY_MARGIN = 1.25  # head motion within the probe set's range needs < 25% m
 CAPACITY_BUCKET = 8192  # capacities are rounded up to this step (one compiled program per step)
 PROBE_VIEWS = 8  # cameras of an unbounded path (e.g. a streaming orbit) probed for the capacity
 PROBE_FRAMES = 16  # motion frames of a known clip probed (evenly spaced), besides the fixed probes
+# Frames per compiled render call: vmapping the deformation over 8 frames costs about half the
+# per-frame time of one frame per call (experiments/bench_talk.py); more brings little and delays
+# a stream's first frame.
+BATCH = 8
 
 Stage = Literal["final", "both"]
 
@@ -48,37 +52,47 @@ def capacity_for(pairs: float) -> int:
 
 
 def render_avatar(model: GaussianAvatar, params: dict, x: jax.Array, camera: Camera, background, *,
-                  capacity: int, backend: str = "auto", stage: Stage = "final") -> RenderOutput:
+                  capacity: int, backend: str = "auto", stage: Stage = "final",
+                  residual: bool = True) -> RenderOutput:
     """Eqs. 1-2, pure and jittable: frames ``x (..., D)`` seen by ``camera`` (matching batch dims).
 
     stage: "final" renders G''; "both" renders G' and G'' stacked on a new leading axis of 2.
-    Check ``isect_overflow`` of the result (``FrameRenderer`` and ``render_frames`` do).
+    residual: False skips the residual networks (``GaussianAvatar.apply``), exact when
+    ``residual_is_zero(params)``. Check ``isect_overflow`` of the result (``render_checked`` does).
     """
-    (g_base, g_final), _ = model.apply(params, x)
+    (g_base, g_final), _ = model.apply(params, x, residual=residual)
     g = g_final if stage == "final" else jax.tree.map(lambda a, b: jnp.stack([a, b]), g_base, g_final)
     return render(g, camera, jnp.asarray(background, jnp.float32), backend, capacity=capacity)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "capacity", "backend", "stage"))
+@functools.partial(jax.jit, static_argnames=("model", "capacity", "backend", "stage", "residual"))
 def _render_jit(model: GaussianAvatar, params: dict, x, camera: Camera, background, *, capacity: int,
-                backend: str, stage: Stage):
+                backend: str, stage: Stage, residual: bool = True):
     """(rgb, overflow summed over the batch, most pairs any image needed). Compiled once per avatar
     model, image size, batch shape and capacity, shared by every renderer."""
-    out = render_avatar(model, params, x, camera, background, capacity=capacity, backend=backend, stage=stage)
+    out = render_avatar(model, params, x, camera, background, capacity=capacity, backend=backend, stage=stage,
+                        residual=residual)
     return out.rgb, jnp.sum(out.isect_overflow), jnp.max(out.num_isects)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def final_gaussians(model: GaussianAvatar, params: dict, x):
+@functools.partial(jax.jit, static_argnames=("model", "residual"))
+def final_gaussians(model: GaussianAvatar, params: dict, x, residual: bool = True):
     """G'' of eq. 1 for a batch of frames ``x (n, D)``."""
-    (_, g_final), _ = model.apply(params, x)
+    (_, g_final), _ = model.apply(params, x, residual=residual)
     return g_final
+
+
+def uses_residual(avatar: Avatar) -> bool:
+    """Whether the avatar's residual networks can output anything but 0 (a per-avatar constant,
+    checked exactly on the parameter values once per parameter set)."""
+    return not residual_is_zero(avatar.params)
 
 
 def measure(avatar: Avatar, x, camera: Camera, pairs: bool = True) -> int:
     """Eq. 3 without the margin: the most tile pairs any image needs. ``pairs=True``: frame i is
     seen by camera i (matching leading dims); ``False``: every frame by every camera."""
-    g = final_gaussians(avatar.model, avatar.params, jnp.asarray(np.atleast_2d(x), jnp.float32))
+    g = final_gaussians(avatar.model, avatar.params, jnp.asarray(np.atleast_2d(x), jnp.float32),
+                        residual=uses_residual(avatar))
     if not pairs:
         g = jax.tree.map(lambda a: a[:, None], g)
         camera = jax.tree.map(lambda a: a[None], camera)
@@ -102,6 +116,30 @@ class OverflowReport:
     resizes: int = 0
 
 
+def render_checked(avatar: Avatar, x: jax.Array, camera: Camera, background, report: OverflowReport, *,
+                   backend: str = "auto", stage: Stage = "final", residual: bool = True,
+                   on_overflow: Literal["resize", "raise"] = "resize") -> jax.Array:
+    """The policy of eq. 3 for one batch: frames ``x (..., D)`` by ``camera`` (matching batch dims)
+    in one compiled call at ``report.capacity``, one overflow check for the whole batch; on overflow
+    the capacity grows to bucket(margin * need) and the batch is rendered again ("resize") or the
+    call raises ("raise"). Returns the device array of images (never a truncated one)."""
+    if report.capacity <= 0:
+        raise RuntimeError("the intersection capacity is not set: measure it first (FrameRenderer.prepare)")
+    for attempt in range(2):
+        rgb, overflow, need = _render_jit(avatar.model, avatar.params, x, camera, background,
+                                          capacity=report.capacity, backend=backend, stage=stage, residual=residual)
+        if not int(overflow):
+            return rgb
+        if on_overflow == "raise":
+            raise RuntimeError(f"a frame needs {int(need)} (Gaussian, tile) pairs but the capacity is "
+                               f"{report.capacity}; pass on_overflow='resize' or probe with this motion")
+        if attempt:
+            raise RuntimeError(f"frames still overflow at capacity {report.capacity} ({int(need)} pairs)")
+        report.capacity = capacity_for(int(need))
+        report.resizes += 1
+    raise AssertionError("unreachable")
+
+
 def render_frames(avatar: Avatar, latents, camera: Camera, background=(1.0, 1.0, 1.0), *, chunk: int = 8,
                   backend: str = "auto", stage: Stage = "final",
                   report: OverflowReport | None = None) -> np.ndarray:
@@ -114,6 +152,7 @@ def render_frames(avatar: Avatar, latents, camera: Camera, background=(1.0, 1.0,
         raise ValueError(f"render_frames needs one camera per frame: {n} frames, cameras {camera.viewmat.shape[:-2]}")
     report = report if report is not None else OverflowReport()
     bg = jnp.asarray(background, jnp.float32)
+    residual = uses_residual(avatar)
     out = []
     for i in range(0, n, chunk):
         sl = slice(i, min(i + chunk, n))
@@ -121,38 +160,50 @@ def render_frames(avatar: Avatar, latents, camera: Camera, background=(1.0, 1.0,
         cam = jax.tree.map(lambda a: a[sl], camera)
         if report.capacity == 0:
             report.capacity = capacity_for(measure(avatar, x, cam))
-        for attempt in range(2):
-            rgb, overflow, need = _render_jit(avatar.model, avatar.params, x, cam, bg, capacity=report.capacity,
-                                              backend=backend, stage=stage)
-            if not int(overflow):
-                break
-            if attempt:
-                raise RuntimeError(f"frames still overflow at capacity {report.capacity} ({int(need)} pairs)")
-            report.capacity = capacity_for(int(need))
-            report.resizes += 1
-        out.append(np.asarray(rgb))
+        out.append(np.asarray(render_checked(avatar, x, cam, bg, report, backend=backend, stage=stage,
+                                             residual=residual)))
     return np.concatenate(out, axis=1 if stage == "both" else 0)
 
 
 class FrameRenderer:
-    """Renders motion frames of one avatar at one square image size, one compiled call per frame.
+    """Renders motion frames of one avatar at one square image size, ``batch`` frames per compiled
+    call (vmapped over frames and cameras; one overflow check per batch, ``render_checked``).
 
     renderer = FrameRenderer(avatar, size=256)
     renderer.prepare(probe_motion, path, total)         # measures C once (eq. 3)
-    image = renderer(x_t, viewmat_t)                    # (H, W, 3) float32 in [0, 1]
+    images = renderer.render_batch(x, viewmats)         # (n, H, W, 3) float32 in [0, 1], n <= batch
+    image = renderer(x_t, viewmat_t)                    # one frame (H, W, 3)
+
+    Per-avatar constants are computed once here: the intrinsics, the background and whether the
+    residual networks can output anything (``residual_is_zero``: skipped exactly when they cannot).
     """
 
     def __init__(self, avatar: Avatar, size: int = 256, background=(1.0, 1.0, 1.0), backend: str = "auto",
-                 on_overflow: Literal["resize", "raise"] = "resize"):
+                 on_overflow: Literal["resize", "raise"] = "resize", batch: int = BATCH):
         if size < 2 or size % 2:
             raise ValueError(f"size={size} must be an even number of pixels >= 2 (H.264 needs even sizes)")
         if on_overflow not in ("resize", "raise"):
             raise ValueError(f"on_overflow={on_overflow!r}; use 'resize' or 'raise'")
+        if batch < 1:
+            raise ValueError(f"batch={batch} must be >= 1 frame per compiled call")
         self.avatar, self.size, self.backend, self.on_overflow = avatar, size, backend, on_overflow
+        self.batch = batch
         self.background = jnp.asarray(background, jnp.float32)
         self.K = camera_intrinsics(size)
-        self.capacity = 0
-        self.resizes = 0
+        self.residual = uses_residual(avatar)
+        self.report = OverflowReport()
+
+    @property
+    def capacity(self) -> int:
+        return self.report.capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        self.report.capacity = int(value)
+
+    @property
+    def resizes(self) -> int:
+        return self.report.resizes
 
     def measure(self, x: np.ndarray, cameras: Camera) -> int:
         """Eq. 3 without the margin, every frame ``x (n, D)`` by every camera."""
@@ -168,31 +219,40 @@ class FrameRenderer:
         if path.kind == "orbit":
             period = path.period or total or PROBE_VIEWS
             frames = [int(round(i * period / PROBE_VIEWS)) for i in range(PROBE_VIEWS)]
-        else:
-            frames = [0] * PROBE_VIEWS
+        else:  # one view: every frame of a fixed camera sees the same (a stream's first-frame latency)
+            frames = [0]
         need = self.measure(np.concatenate(probes), path.cameras(frames, self.size, total))
-        self.capacity = max(self.capacity, capacity_for(need))
-        return self.capacity
+        self.report.capacity = max(self.report.capacity, capacity_for(need))
+        return self.report.capacity
 
-    def _frame(self, x, viewmat):
-        cam = Camera(viewmat, self.K, self.size, self.size)
-        return _render_jit(self.avatar.model, self.avatar.params, x, cam, self.background,
-                           capacity=self.capacity, backend=self.backend, stage="final")
+    def render_device(self, x, viewmats) -> jax.Array:
+        """Frames ``x (n, D)`` through ``viewmats (n, 4, 4)`` -> device images (n, H, W, 3), one call."""
+        if self.report.capacity <= 0:
+            raise RuntimeError("call prepare(...) before rendering: the intersection capacity is not set")
+        x = jnp.asarray(x, jnp.float32)
+        viewmats = jnp.asarray(viewmats, jnp.float32)
+        cam = Camera(viewmats, jnp.broadcast_to(self.K, (*viewmats.shape[:-2], 3, 3)), self.size, self.size)
+        return render_checked(self.avatar, x, cam, self.background, self.report, backend=self.backend,
+                              residual=self.residual, on_overflow=self.on_overflow)
+
+    def render_batch(self, x: np.ndarray, viewmats: np.ndarray) -> np.ndarray:
+        """Frames ``x (n, D)`` through ``viewmats (n, 4, 4)``, 1 <= n <= batch -> (n, H, W, 3) numpy.
+
+        A short batch is padded with copies of its last frame, so every call runs the one program
+        compiled for ``batch`` frames (the copies need no more capacity than the frame they copy)."""
+        x = np.asarray(x, np.float32)
+        viewmats = np.asarray(viewmats, np.float32)
+        n = len(x)
+        if not 1 <= n <= self.batch or viewmats.shape != (n, 4, 4):
+            raise ValueError(f"render_batch takes 1..{self.batch} frames and one (4, 4) view each; "
+                             f"got x {x.shape}, viewmats {viewmats.shape}")
+        if n < self.batch:
+            pad = self.batch - n
+            x = np.concatenate([x, np.repeat(x[-1:], pad, 0)])
+            viewmats = np.concatenate([viewmats, np.repeat(viewmats[-1:], pad, 0)])
+        return np.asarray(self.render_device(x, viewmats))[:n]
 
     def __call__(self, x: np.ndarray, viewmat: np.ndarray) -> np.ndarray:
         """Frame ``x (D,)`` seen through ``viewmat (4, 4)`` -> (H, W, 3) float32 image in [0, 1]."""
-        if self.capacity <= 0:
-            raise RuntimeError("call prepare(...) before rendering: the intersection capacity is not set")
-        x = jnp.asarray(x, jnp.float32)
-        viewmat = jnp.asarray(viewmat, jnp.float32)
-        rgb, overflow, need = self._frame(x, viewmat)
-        if int(overflow):
-            if self.on_overflow == "raise":
-                raise RuntimeError(f"frame needs {int(need)} (Gaussian, tile) pairs but the capacity is "
-                                   f"{self.capacity}; pass on_overflow='resize' or probe with this motion")
-            self.capacity = capacity_for(int(need))
-            self.resizes += 1
-            rgb, overflow, need = self._frame(x, viewmat)
-            if int(overflow):
-                raise RuntimeError(f"frame still overflows at capacity {self.capacity} ({int(need)} pairs)")
-        return np.asarray(rgb)
+        return np.asarray(self.render_device(np.asarray(x, np.float32)[None],
+                                             np.asarray(viewmat, np.float32)[None]))[0]
