@@ -79,8 +79,8 @@ import scipy.sparse.csgraph
 from vasa3d_jax.avatar.avatar import AvatarConfig, base_priors
 from vasa3d_jax.avatar.binding import rotmat_to_quat
 from vasa3d_jax.head import geometry
-from vasa3d_jax.head.base import JOINTS, HeadModel
-from vasa3d_jax.head.lbs import rodrigues
+from vasa3d_jax.head import lbs as lbs_lib
+from vasa3d_jax.head.base import JOINTS, PARENTS, HeadModel
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render.types import Camera
 
@@ -453,30 +453,149 @@ class _Static:
     sigma_log_focal: float
 
 
-def _frame_points(model: LandmarkModel, x, b):
-    """Eq. 1 on the reduced head: (D,), (K,) -> (470, 3) head-frame points (landmarks, eye poles)."""
+def _pose_params(model: LandmarkModel, x):
+    """avatar.py eqs. (1)-(2) with the linear priors: x -> expression (E,), pose (5, 3), t (3,)."""
     head = model.head
     d = model.p_exp.shape[0]
     e = x[:d] @ model.p_exp
     p = x[d:] @ model.p_pose
     n = head.num_expression
+    expr = e[:n]
     pose = jnp.concatenate([p[3:6], p[0:3], e[n:n + 3], e[n + 3:n + 9]])
-    v = head.vertices(b, e[:n], pose) + p[6:9]
-    return v[:470]
+    if head.expression_pose is not None:
+        pose = pose + expr @ head.expression_pose
+    return expr, pose.reshape(len(JOINTS), 3), p[6:9]
+
+
+def _skinning(model: LandmarkModel, x, b):
+    """The few numbers LBS needs beyond the shaped points: transforms (5, 3, 4), pose-corrective
+    features (36,) or (0,), translation (3,), expression (E,)."""
+    head = model.head
+    expr, pose, trans = _pose_params(model, x)
+    joints = (head.v_template[470:] + jnp.einsum("k,jck->jc", b, head.shapedirs[470:])
+              + jnp.einsum("e,jce->jc", expr, head.exprdirs[470:]))
+    rot = lbs_lib.rodrigues(pose)
+    transforms = lbs_lib.rigid_transforms(rot, joints, PARENTS)[:, :3, :]
+    feature = (rot[1:] - jnp.eye(3)).reshape(-1) if head.posedirs is not None else jnp.zeros((0,))
+    return transforms, feature, trans, expr
+
+
+def _frame_points(model: LandmarkModel, x, b):
+    """Eq. 1 on the reduced head: (D,), (K,) -> (470, 3) head-frame points (landmarks, eye poles).
+
+    The same maths as ``HeadModel.vertices`` (lbs.py eqs. 1-7) + t, written on the 470 points so
+    that its Jacobian (``_points_and_jacobian``) is cheap.
+    """
+    head = model.head
+    transforms, feature, trans, expr = _skinning(model, x, b)
+    v = (head.v_template[:470] + jnp.einsum("k,vck->vc", b, head.shapedirs[:470])
+         + jnp.einsum("e,vce->vc", expr, head.exprdirs[:470]))
+    if head.posedirs is not None:
+        v = v + jnp.einsum("p,vcp->vc", feature, head.posedirs[:470])
+    a = (head.lbs_weights[:470] @ transforms.reshape(len(JOINTS), 12)).reshape(470, 3, 4)
+    # Broadcast-and-sum instead of a batched 3x3 product: XLA:CPU runs tiny batched dots slowly.
+    return jnp.sum(a[..., :3] * v[:, None, :], -1) + a[..., 3] + trans
+
+
+def _points_and_jacobian(model: LandmarkModel, x, b, with_identity: bool):
+    """(470, 3) points and their Jacobians (470, 3, D) and (470, 3, K) (or None).
+
+    p_i = Σ_j W_ij G_j [v_i; 1] + t with v_i linear in (x, b) and G_j a function of 5 joints and 5
+    rotations: forward mode runs only through that small function; the rest is explicit.
+    """
+    head = model.head
+    if with_identity:
+        fn = lambda xx, bb: _skinning(model, xx, bb)  # noqa: E731
+        jac = jax.jacfwd(fn, argnums=(0, 1))(x, b)  # per output: (d/dx, d/db)
+        (tr, feat, trans, expr) = fn(x, b)
+        dx, db = tuple(j[0] for j in jac), tuple(j[1] for j in jac)
+    else:
+        fn = lambda xx: _skinning(model, xx, b)  # noqa: E731
+        (tr, feat, trans, expr), dx = fn(x), jax.jacfwd(fn)(x)
+        db = None
+    dtr_x, dfeat_x, dtrans_x, dexpr_x = dx
+    w = head.lbs_weights[:470]
+    v = (head.v_template[:470] + jnp.einsum("k,vck->vc", b, head.shapedirs[:470])
+         + jnp.einsum("e,vce->vc", expr, head.exprdirs[:470]))
+    dv_x = jnp.einsum("vce,ek->vck", head.exprdirs[:470], dexpr_x)
+    if head.posedirs is not None:
+        v = v + jnp.einsum("p,vcp->vc", feat, head.posedirs[:470])
+        dv_x = dv_x + jnp.einsum("vcp,pk->vck", head.posedirs[:470], dfeat_x)
+    nj = len(JOINTS)
+    a = (w @ tr.reshape(nj, 12)).reshape(470, 3, 4)
+    vh = jnp.concatenate([v, jnp.ones((470, 1))], -1)
+    # Broadcast-and-sum and plain matrix products only: XLA:CPU runs tiny batched dots slowly.
+    pts = jnp.sum(a[..., :3] * v[:, None, :], -1) + a[..., 3] + trans
+
+    def jac(dtr, dv, dtrans):
+        k = dtr.shape[-1]
+        # Σ_j W_vj Σ_b dG_jabk vh_vb: one GEMM over b, then the weights.
+        h = (vh @ jnp.moveaxis(dtr, 2, 3).reshape(nj * 3 * k, 4).T).reshape(470, nj, 3, k)
+        skin = jnp.sum(w[:, :, None, None] * h, 1)
+        return skin + jnp.sum(a[..., :3, None] * dv[:, None, :, :], 2) + dtrans
+
+    jx = jac(dtr_x, dv_x, dtrans_x)
+    jb = None
+    if with_identity:
+        dtr_b, _, dtrans_b, _ = db
+        jb = jac(dtr_b, head.shapedirs[:470], dtrans_b)
+    return pts, jx, jb
 
 
 def _residuals(x, g, data, model, st: _Static, sigma_x, smooth_w):
-    """Eq. 5 for one frame, as a flat vector of whitened residuals."""
+    """Eq. 5 for one frame, as a flat vector of whitened residuals (R = 2·470 + 2·D)."""
     b, log_f, centre = g[:st.num_identity], g[st.num_identity], g[st.num_identity + 1:]
     pts = _frame_points(model, x, b) * jnp.asarray([1.0, -1.0, -1.0]) + centre
     z = jnp.maximum(pts[:, 2:3], 1e-3)
     uv = jnp.exp(log_f) * pts[:, :2] / z + jnp.asarray(st.principal)
+    target = jnp.concatenate([data["lmk"], data["iris"]])
+    return jnp.concatenate([((uv - target) * _row_weights(data)[:, None]).reshape(-1),
+                            _prior_residuals(x, data, sigma_x, smooth_w)])
+
+
+def _row_weights(data):
+    """(470,) whitening of eq. 5: landmark weight (or iris weight) / (σ_ℓ s), times the frame mask."""
     scale = data["mask"] / (SIGMA_LANDMARK * data["iod"])
-    r_lmk = (uv[:468] - data["lmk"]) * (data["w_lmk"][:, None] * scale)
-    r_iris = (uv[468:] - data["iris"]) * (jnp.sqrt(IRIS_WEIGHT) * data["w_iris"][:, None] * scale)
-    r_prior = x / sigma_x * data["mask"]
-    r_smooth = jnp.sqrt(smooth_w) * (x - data["target"]) / data["range"] * data["mask"]
-    return jnp.concatenate([r_lmk.reshape(-1), r_iris.reshape(-1), r_prior, r_smooth])
+    return jnp.concatenate([data["w_lmk"], jnp.sqrt(IRIS_WEIGHT) * data["w_iris"]]) * scale
+
+
+def _prior_residuals(x, data, sigma_x, smooth_w):
+    return jnp.concatenate([x / sigma_x * data["mask"],
+                            jnp.sqrt(smooth_w) * (x - data["target"]) / data["range"] * data["mask"]])
+
+
+def _residuals_and_jacobian(x, g, data, model, st: _Static, sigma_x, smooth_w, with_global: bool):
+    """``_residuals`` and its Jacobians: (R,), (R, D) and, ``with_global``, (R, K + 4)."""
+    k = st.num_identity
+    b, log_f, centre = g[:k], g[k], g[k + 1:]
+    p, jx, jb = _points_and_jacobian(model, x, b, with_global)
+    flip = jnp.asarray([1.0, -1.0, -1.0])
+    cam = p * flip + centre
+    z = jnp.maximum(cam[:, 2:3], 1e-3)
+    f = jnp.exp(log_f)
+    xy = cam[:, :2] / z
+    uv = f * xy + jnp.asarray(st.principal)
+    target = jnp.concatenate([data["lmk"], data["iris"]])
+    wr = _row_weights(data)[:, None]
+    # d uv / d cam = f/Z [[1, 0, -X/Z], [0, 1, -Y/Z]]
+    duv_dcam = (f / z)[:, :, None] * jnp.concatenate(
+        [jnp.broadcast_to(jnp.eye(2), (470, 2, 2)), -xy[:, :, None]], -1)  # (470, 2, 3)
+    duv_dp = duv_dcam * flip  # (470, 2, 3)
+    r_pts = ((uv - target) * wr).reshape(-1)
+    jx_pts = (jnp.einsum("nuc,nck->nuk", duv_dp, jx) * wr[:, :, None]).reshape(940, -1)
+    d = x.shape[0]
+    prior_scale = jnp.concatenate([data["mask"] / sigma_x,
+                                   jnp.sqrt(smooth_w) / data["range"] * data["mask"]])
+    jx_prior = jnp.concatenate([jnp.eye(d), jnp.eye(d)]) * prior_scale[:, None]
+    r = jnp.concatenate([r_pts, _prior_residuals(x, data, sigma_x, smooth_w)])
+    jac_x = jnp.concatenate([jx_pts, jx_prior])
+    if not with_global:
+        return r, jac_x, None
+    jb_pts = jnp.einsum("nuc,nck->nuk", duv_dp, jb)
+    jf = (f * xy)[:, :, None]  # d uv / d log f
+    jg_pts = jnp.concatenate([jb_pts, jf, duv_dcam], -1) * wr[:, :, None]
+    jac_g = jnp.concatenate([jg_pts.reshape(940, -1), jnp.zeros((2 * d, k + 4))])
+    return r, jac_x, jac_g
 
 
 def _global_residuals(g, model, st: _Static):
@@ -510,9 +629,8 @@ def _lm_joint(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth_
         return 0.5 * jnp.sum(r**2) + 0.5 * jnp.sum(_global_residuals(g, model, st) ** 2)
 
     def frame_jac(xi, g, di):
-        f = lambda z: _residuals(z[:d], z[d:], di, model, st, sigma_x, smooth_w)
-        z = jnp.concatenate([xi, g])
-        return f(z), jax.jacfwd(f)(z)
+        r, jx, jg = _residuals_and_jacobian(xi, g, di, model, st, sigma_x, smooth_w, True)
+        return r, jnp.concatenate([jx, jg], -1)
 
     def step(carry, _):
         x, g, lam, cost = carry
@@ -566,7 +684,8 @@ def _lm_frames(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth
     def step(carry, _):
         x, lam, cost = carry
         data_i = {**data, "target": _smooth_target(x, data["mask"])} if smooth_w > 0 else data
-        r, jac = jax.vmap(lambda xi, di: (res(xi, di), jax.jacfwd(res)(xi, di)))(x, data_i)
+        r, jac, _ = jax.vmap(lambda xi, di: _residuals_and_jacobian(
+            xi, g, di, model, st, sigma_x, smooth_w, False))(x, data_i)
         cost_cur = 0.5 * jnp.sum(r**2, -1)
         a = jnp.einsum("tri,trj->tij", jac, jac)
         bvec = jnp.einsum("tri,tr->ti", jac, r)
