@@ -128,7 +128,7 @@ OVAL_WEIGHT = 0.3  # face-oval landmarks count this much at best (§1.5)
 IRIS_WEIGHT = 2.0  # the iris centres are the only gaze evidence
 # Latent priors σ_k by channel unit: AU intensities, gaze (rad), rotation (rad, ~free), translation (m).
 SIGMA_LATENT = {"intensity": 1.0, "rad": 1.0, "m": 0.1, "": 1.0}
-SIGMA_GAZE = 0.5
+SIGMA_GAZE = 0.3
 R_CAMERA = np.diag([1.0, -1.0, -1.0])  # eq. 2
 
 
@@ -380,8 +380,10 @@ def _as_frames(analysis, image_size):
     if image_size is None:
         image_size = getattr(analysis, "image_size", None)
     if image_size is None:
-        raise ValueError("encode_motion needs the image size (H, W): pass image_size=(H, W)")
+        raise ValueError("encode_motion needs the image size: pass image_size=image.shape[:2] "
+                         "(landmarks are in pixels of that image)")
     h, w = (int(s) for s in tuple(image_size)[:2])
+    lmk = lmk * np.array([1.0, 1.0, w], np.float32)  # MediaPipe's z is in image widths -> pixels
     return lmk, iris, valid, (h, w), single
 
 
@@ -443,14 +445,18 @@ def rigid_init(model: LandmarkModel, lmk: jax.Array, focal: jax.Array, principal
 
 
 # ---- residuals ----------------------------------------------------------------------------------
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class _Static:
-    dyn: int  # D_dyn
-    size: int  # D
-    num_identity: int
-    principal: tuple[float, float]
-    log_focal0: float
-    sigma_log_focal: float
+    """Sizes (static: they shape the program) and the camera prior (arrays: any image size runs
+    the same compiled program)."""
+
+    principal: jax.Array  # (2,) principal point, pixels
+    log_focal0: jax.Array  # () log of the prior's focal length
+    sigma_log_focal: jax.Array  # () its standard deviation
+    dyn: int = dataclasses.field(metadata=dict(static=True))  # D_dyn
+    size: int = dataclasses.field(metadata=dict(static=True))  # D
+    num_identity: int = dataclasses.field(metadata=dict(static=True))  # K
 
 
 def _pose_params(model: LandmarkModel, x):
@@ -711,7 +717,7 @@ def _reproject(x, g, data, model, st):
             jnp.linalg.norm(uv[:, 468:] - data["iris"], axis=-1))
 
 
-_reproject_jit = jax.jit(_reproject, static_argnames=("st",))
+_reproject_jit = jax.jit(_reproject)
 
 
 # ---- jitted stages ------------------------------------------------------------------------------
@@ -732,10 +738,10 @@ def _oval_weights(model, rot_cam, mask):
     return (w + oval * jnp.sqrt(OVAL_WEIGHT) * facing**2) * mask[:, None]
 
 
-@functools.partial(jax.jit, static_argnames=("st", "iters", "smooth_w"))
+@functools.partial(jax.jit, static_argnames=("iters", "smooth_w"))
 def _fit_joint(model, lmk, data, st, sigma_x, low, high, bounded, iters, smooth_w):
     mask = data["mask"]
-    log_f = jnp.float32(st.log_focal0)
+    log_f = jnp.asarray(st.log_focal0, jnp.float32)
     _, origin, _ = rigid_init(model, lmk, jnp.exp(log_f), jnp.asarray(st.principal))
     centre = jnp.sum(origin * mask[:, None], 0) / jnp.maximum(mask.sum(), 1)
     x, _, rot_cam = _init_frames(model, lmk, log_f, centre, st)
@@ -745,7 +751,7 @@ def _fit_joint(model, lmk, data, st, sigma_x, low, high, bounded, iters, smooth_
     return x, g
 
 
-@functools.partial(jax.jit, static_argnames=("st", "iters", "smooth_w"))
+@functools.partial(jax.jit, static_argnames=("iters", "smooth_w"))
 def _fit_frames(model, lmk, data, g, st, sigma_x, low, high, bounded, iters, smooth_w):
     log_f, centre = g[st.num_identity], g[st.num_identity + 1:]
     x, _, rot_cam = _init_frames(model, lmk, log_f, centre, st)
@@ -762,9 +768,11 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
                   joint_iters: int = 12, frame_iters: int = 6, progress=None) -> MotionFit:
     """Fit ``head`` to face landmarks: one image or a clip -> ``MotionFit`` (module docstring).
 
-    analysis:   a ``FaceAnalysis`` (or anything with ``landmarks`` (468, 3) / (T, 468, 3) in pixels,
-                x right, y down, z MediaPipe's relative depth in pixels; ``iris`` (…, 2, 5, 2)
-                pixels or None; optional ``valid`` (T,) bool and ``image_size`` (H, W))
+    analysis:   a ``FaceAnalysis`` (or anything with ``landmarks`` (468, 3) / (T, 468, 3): x right,
+                y down in pixels, z MediaPipe's relative depth in image widths; ``iris`` (…, 2, 5, 2)
+                pixels or None; optional ``valid`` (T,) bool)
+    image_size: (H, W) of the image the landmarks are in (required unless ``analysis`` has
+                ``image_size``)
     head:       the head model (``template_head()`` or FLAME with a MediaPipe landmark embedding)
     space:      the motion space (default ``MotionSpace.builtin()``)
     focal:      focal length in pixels; None: fitted, with a prior centred on a 35° field of view
@@ -787,12 +795,15 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
     channels = space.dyn + space.pose
     sigma_x = np.array([SIGMA_GAZE if c.name.startswith("gaze") else SIGMA_LATENT.get(c.unit, 1.0)
                         for c in channels], np.float32)
-    bounded = np.array([c.unit == "intensity" for c in channels])
+    # AU intensities and gaze are held to their MotionSpace ranges (a turned head otherwise trades
+    # pose error for implausible gaze); pose and learned codes are free.
+    bounded = np.array([c.unit == "intensity" or (c.unit == "rad" and c in space.dyn) for c in channels])
     rng = np.maximum(space.high - space.low, 1e-3).astype(np.float32)
     st = _Static(dyn=space.dyn_size, size=space.size, num_identity=model.num_identity,
-                 principal=(w / 2.0, h / 2.0), log_focal0=float(np.log(f0)),
+                 principal=jnp.asarray([w / 2.0, h / 2.0], jnp.float32),
+                 log_focal0=jnp.asarray(np.log(f0), jnp.float32),
                  # a known focal length gets a prior so tight that it stays put
-                 sigma_log_focal=SIGMA_LOG_FOCAL if focal is None else 1e-4)
+                 sigma_log_focal=jnp.asarray(SIGMA_LOG_FOCAL if focal is None else 1e-4, jnp.float32))
     args = (jnp.asarray(sigma_x), jnp.asarray(space.low), jnp.asarray(space.high), jnp.asarray(bounded))
 
     def frame_data(ids, mask):
