@@ -4,6 +4,8 @@
                                                     talking on a turntable (MP4 with sound + contact sheet)
     vasa3d speak --audio FILE --out DIR [--avatar PATH] [--camera front|orbit|az=DEG,el=DEG]
                  [--size 256] [--seed 0]            any speech -> talking.mp4, contact_sheet.png, motion.npy
+    vasa3d encode --video FILE --out CLIP.npz [--smooth 0]
+                                                    talking-face video -> motion clip (25 fps latents + 16 kHz audio)
 
 Both print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
@@ -63,6 +65,19 @@ def _speak(args) -> int:
     return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
+def _encode(args) -> int:
+    from vasa3d_jax.face.clip import encode_video
+
+    summary = encode_video(args.video, args.out, smooth=args.smooth, backend=args.backend,
+                           progress=not args.quiet)
+    summary.pop("clip")
+    if summary["missing_frames"]:
+        print(f"vasa3d encode: no face in {summary['missing_frames']} of {summary['video_frames']} frames "
+              f"(at {summary['missing_times_s']} s); their motion is interpolated", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vasa3d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")
     p.set_defaults(func=_speak)
+    p = sub.add_parser("encode", help="talking-face video -> motion clip for training (vasa3d_jax/motion/data.py)")
+    p.add_argument("--video", required=True, help="video file (mp4, mov, ...); its sound track becomes the clip's audio")
+    p.add_argument("--out", required=True, help="output .npz clip")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing weight (0: none, ~1: mild)")
+    p.add_argument("--backend", default="flax", choices=("flax", "litert"), help="face networks")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_encode)
     args = parser.parse_args(argv)
     _enable_compilation_cache()
     runtime.keep_freed_memory()

@@ -326,7 +326,8 @@ class MotionFit:
     residuals_px:  (T, 468) float32, reprojection error of each landmark, pixels
     iris_residuals_px: (T, 2) float32, of the iris centres (subject's right eye first)
     iod_px:        (T,) float32, detected inter-ocular distance (outer canthi), pixels
-    valid:         (T,) bool, frames that had landmarks (others are interpolated by ``encode_video``)
+    valid:         (T,) bool, frames that had landmarks; the others' latents are interpolated linearly
+                   between fitted frames (held at the ends) and their residuals are 0
     """
 
     latents: np.ndarray
@@ -843,6 +844,11 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
             if progress is not None:
                 progress(int(ids[-1]) + 1)
     x = np.concatenate(xs)
+    errs, iris_errs = np.concatenate(errs), np.concatenate(iris_errs)
+    if not valid.all():  # frames without landmarks: linear in the frame index between fitted ones
+        frame = np.arange(t)
+        x = np.stack([np.interp(frame, frame[valid], x[valid, k]) for k in range(x.shape[1])], 1)
+        errs[~valid], iris_errs[~valid] = 0.0, 0.0
     g = np.asarray(g)
     b, log_f, centre = g[:st.num_identity], g[st.num_identity], g[st.num_identity + 1:]
     # Re-centre (eq. 2): the clip's mean translation moves into the camera's c.
@@ -859,8 +865,8 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
     identity = identity.reshape(-1) if head.shapedirs is None else _flame_shape(head, b)
     return MotionFit(latents=x.astype(np.float32), identity=identity.astype(np.float32),
                      identity_coefficients=b.astype(np.float32), K=kmat, viewmat=viewmat,
-                     image_size=(h, w), residuals_px=np.concatenate(errs),
-                     iris_residuals_px=np.concatenate(iris_errs) * (iris_w > 0), iod_px=iod, valid=valid)
+                     image_size=(h, w), residuals_px=errs.astype(np.float32),
+                     iris_residuals_px=(iris_errs * (iris_w > 0)).astype(np.float32), iod_px=iod, valid=valid)
 
 
 def _flame_shape(head: HeadModel, b: np.ndarray) -> np.ndarray:
