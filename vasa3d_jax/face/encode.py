@@ -346,9 +346,12 @@ class MotionFit:
         return float(self.K[0, 0])
 
     def camera(self) -> Camera:
-        """The renderer's camera of the photo/video (the same for every frame: head motion is in x)."""
+        """The renderer's camera of the photo/video (the same for every frame: head motion is in x),
+        through ``camera.camera_from_estimate``."""
+        from vasa3d_jax.camera import camera_from_estimate
+
         h, w = self.image_size
-        return Camera(viewmat=jnp.asarray(self.viewmat), K=jnp.asarray(self.K), width=int(w), height=int(h))
+        return camera_from_estimate(self.K, self.viewmat[:3, :3], self.viewmat[:3, 3], int(w), int(h))
 
     def head(self, head: HeadModel) -> HeadModel:
         """``head`` with this fit's identity folded into its rest shape (``head_with_identity``)."""
