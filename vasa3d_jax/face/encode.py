@@ -768,8 +768,8 @@ def _fit_frames(model, lmk, data, g, st, sigma_x, low, high, bounded, iters, smo
 # ---- public entry point ---------------------------------------------------------------------------
 def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *,
                   image_size: tuple[int, int] | None = None, focal: float | None = None,
-                  smooth: float = 0.0, keyframes: int = 16, chunk: int = 64,
-                  joint_iters: int = 12, frame_iters: int = 6, progress=None) -> MotionFit:
+                  smooth: float = 0.0, keyframes: int = 8, chunk: int = 64,
+                  joint_iters: int = 12, frame_iters: int = 4, progress=None) -> MotionFit:
     """Fit ``head`` to face landmarks: one image or a clip -> ``MotionFit`` (module docstring).
 
     analysis:   a ``FaceAnalysis`` (or anything with ``landmarks`` (468, 3) / (T, 468, 3): x right,
@@ -783,6 +783,8 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
                 across the longer image side (``default_focal``)
     smooth:     temporal smoothing weight of eq. 7 (0: none; ~1: mild; video only)
     keyframes:  frames used to fit identity and camera (stage 1); a single image is one keyframe
+    joint_iters, frame_iters: LM iterations of stage 1 and stage 2 (4 from the Procrustes start:
+                16 keyframes and 6 iterations gave AU MAE 0.091 instead of 0.101 at 1.6x the time)
     chunk:      frames fitted together in stage 2 (fixed shape, compiled once)
     progress:   optional callable(n_done_frames) called after each chunk
     """
