@@ -78,9 +78,11 @@ def bench_encoder(cfg) -> dict:
     from vasa3d_jax.head import template_head
     from vasa3d_jax.motion_space import MotionSpace
     import importlib.util
+    import sys
     spec = importlib.util.spec_from_file_location("eval_encoder", os.path.join(os.path.dirname(__file__),
                                                                                "eval_encoder.py"))
     ev = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ev  # its dataclasses look their module up
     spec.loader.exec_module(ev)
     head, space, size, n = template_head(), MotionSpace.builtin(), (512, 512), 250
     K, viewmat = synthetic.camera_for(size, encode.default_focal(size), 0.6)

@@ -140,9 +140,11 @@ def test_video_round_trip_with_missing_frames(setup):
     head, space, K, viewmat = setup
     import importlib.util
     import pathlib
+    import sys
     spec = importlib.util.spec_from_file_location(
         "eval_encoder", pathlib.Path(__file__).resolve().parents[2] / "experiments" / "eval_encoder.py")
     ev = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ev  # its dataclasses look their module up
     spec.loader.exec_module(ev)
     truth = ev.smooth_motion(space, jax.random.key(5), 40)
     ident = synthetic.random_identity(head, jax.random.key(6))
