@@ -14,8 +14,8 @@ runs: batch 32 flax 118 / 103 ms per frame vs litert 68 / 79 (ratio 1.73 / 1.30)
 0.77 / 1.90; Flax compile of the three nets 72 / 84 s under that load. Per network at batch 32
 (same load) the nets are near parity (detector 7.8 vs 6.5 ms, mesh 8.2 vs 7.2, iris 11.1 vs 13.2
 per image); the goal (flax <= litert at batch 32) is not shown on this loaded machine.
-Sections are functions in ``SECTIONS``; another part of the project adds its own (e.g. the motion
-encoder's frames per second) by adding a function there.
+Sections are functions in ``SECTIONS``: "face" (above) and "encoder" (the motion encoder's frames
+per second on a 250-frame clip; with both, the whole video -> latents rate, goal >= 25 frames/s).
 """
 
 from __future__ import annotations
@@ -75,7 +75,30 @@ def bench_face(cfg) -> dict:
     return out
 
 
-SECTIONS = {"face": bench_face}
+def bench_encoder(cfg) -> dict:
+    """encode_motion on a 250-frame clip of synthetic landmarks (one identity, smooth motion, 0.5 px
+    noise; experiments/eval_encoder.py): frames per second after compilation, and the compile time."""
+    import jax
+    from vasa3d_jax.face import encode, synthetic
+    from vasa3d_jax.head import template_head
+    from vasa3d_jax.motion_space import MotionSpace
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location("eval_encoder", os.path.join(os.path.dirname(__file__),
+                                                                               "eval_encoder.py"))
+    ev = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ev  # its dataclasses look their module up
+    spec.loader.exec_module(ev)
+    head, space, size, n = template_head(), MotionSpace.builtin(), (512, 512), 250
+    K, viewmat = synthetic.camera_for(size, encode.default_focal(size), 0.6)
+    truth = ev.smooth_motion(space, jax.random.key(0), n)
+    faces = synthetic.project_landmarks(head, space, truth, synthetic.random_identity(head, jax.random.key(1)),
+                                        K, viewmat, size, noise_px=0.5, key=jax.random.key(2))
+    first, steady = _time(lambda: encode.encode_motion(faces, head, space), cfg["repeats"])
+    return dict(frames=n, frames_per_second=n / steady, seconds=steady, compile_s=round(first - steady, 2))
+
+
+SECTIONS = {"face": bench_face, "encoder": bench_encoder}
 
 
 def main():
@@ -92,6 +115,10 @@ def main():
                               jax=jax.__version__, backend=jax.default_backend())}
     for name in args.sections.split(","):
         result[name] = SECTIONS[name](cfg)
+    if "face" in result and "encoder" in result:  # the whole video -> latents path (goal >= 25 fps)
+        per_frame = (result["face"]["batch_32"]["flax"]["ms_per_frame"] / 1e3
+                     + 1 / result["encoder"]["frames_per_second"])
+        result["video_to_latents_frames_per_second"] = 1 / per_frame
     print(json.dumps(result, indent=1, default=float))
 
 

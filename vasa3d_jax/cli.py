@@ -16,6 +16,8 @@
     vasa3d drive --video CLIP --out DIR [--avatar PATH] [--side-by-side]
                                                     a face video's motion (motion encoder) -> the avatar
                                                     performing it with the clip's sound (driven.mp4)
+    vasa3d encode --video FILE --out CLIP.npz [--smooth 0]
+                                                    talking-face video -> motion clip (25 fps latents + 16 kHz audio)
 
 All print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
@@ -142,6 +144,19 @@ def _drive(args) -> int:
     return _report({"driving_video": str(args.video), **summary}, t0)
 
 
+def _encode(args) -> int:
+    from vasa3d_jax.face.clip import encode_video
+
+    summary = encode_video(args.video, args.out, smooth=args.smooth, backend=args.backend,
+                           progress=not args.quiet)
+    summary.pop("clip")
+    if summary["missing_frames"]:
+        print(f"vasa3d encode: no face in {summary['missing_frames']} of {summary['video_frames']} frames "
+              f"(at {summary['missing_times_s']} s); their motion is interpolated", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vasa3d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--side-by-side", action="store_true", help="put the driving video left of the avatar")
     p.set_defaults(func=_drive)
+    p = sub.add_parser("encode", help="talking-face video -> motion clip for training (vasa3d_jax/motion/data.py)")
+    p.add_argument("--video", required=True, help="video file (mp4, mov, ...); its sound track becomes the clip's audio")
+    p.add_argument("--out", required=True, help="output .npz clip")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing weight (0: none, ~1: mild)")
+    p.add_argument("--backend", default="flax", choices=("flax", "litert"), help="face networks")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_encode)
     args = parser.parse_args(argv)
     if args.command != "view":  # serving files needs no JAX
         _enable_compilation_cache()

@@ -2,8 +2,8 @@
 
 Landmarks are the full head's landmark vertices, posed as ``GaussianAvatar`` poses them with its
 linear priors (avatar.py eqs. (1)-(3)), seen by the camera of encode.py eqs. (2)-(3). MediaPipe's z
-is imitated by weak perspective: z_i = f (Z_i − Z̄)/Z̄ pixels (Z̄ the mean landmark depth), smaller
-towards the camera. The iris centre is the eyeball's front pole (all 5 iris points set to it).
+is imitated by weak perspective: z_i = f (Z_i − Z̄)/(Z̄ W) image widths (Z̄ the mean landmark depth),
+smaller towards the camera. The iris centre is the eyeball's front pole (all 5 iris points set to it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from vasa3d_jax.motion_space import MotionSpace
 class SyntheticFaces:
     """Duck-typed ``FaceAnalysis`` of (T, ...) arrays."""
 
-    landmarks: np.ndarray  # (T, 468, 3) pixels (z: weak-perspective relative depth, pixels)
+    landmarks: np.ndarray  # (T, 468, 3) pixels (z: weak-perspective relative depth, image widths)
     iris: np.ndarray  # (T, 2, 5, 2) pixels, subject's right eye first
     image_size: tuple[int, int]  # (H, W)
     valid: np.ndarray  # (T,) bool
@@ -82,7 +82,7 @@ def project_landmarks(head: HeadModel, space: MotionSpace, latents, identity, K,
     if noise_px > 0:
         uv = uv + noise_px * jax.random.normal(key, uv.shape)
     zbar = cam[:, :468, 2].mean(-1, keepdims=True)
-    z = K[0][0] * (cam[:, :468, 2] - zbar) / zbar
+    z = K[0][0] * (cam[:, :468, 2] - zbar) / zbar / image_size[1]
     lmk = jnp.concatenate([uv[:, :468], z[..., None]], -1)
     iris = jnp.broadcast_to(uv[:, 468:, None, :], (len(latents), 2, 5, 2))
     return SyntheticFaces(landmarks=np.asarray(lmk, np.float32), iris=np.asarray(iris, np.float32),
