@@ -32,9 +32,6 @@ def test_resample_motion_is_linear_in_time():
 
 @pytest.mark.slow
 def test_drive_command_writes_the_driven_video(tmp_path, capsys):
-    face = pytest.importorskip("vasa3d_jax.face")
-    if not hasattr(face, "encode_motion"):
-        pytest.skip("the motion encoder (vasa3d_jax.face.encode_motion, branch encoder) is not merged yet")
     out = tmp_path / "drive"
     assert cli.main(["drive", "--video", str(feat_clip("single_face.mp4")), "--out", str(out),
                      "--size", str(SIZE), "--side-by-side"]) == 0

@@ -87,10 +87,7 @@ def resample_motion(latents: np.ndarray, rate: float, fps: float = FPS) -> np.nd
 
 def video_motion(frames: np.ndarray, rate: float, avatar: Avatar, **encode_kwargs) -> tuple[np.ndarray, object]:
     """Eqs. 1-2: (motion (T', D) at 25 fps in the avatar's space, the encoder's ``MotionFit``)."""
-    try:
-        from vasa3d_jax.face import analyze_faces, encode_motion
-    except ImportError as err:
-        raise RuntimeError(f"video driving needs the motion encoder (vasa3d_jax.face.encode_motion): {err}") from None
+    from vasa3d_jax.face import analyze_faces, encode_motion
 
     analysis = analyze_faces(frames)
     if not np.any(analysis.valid):
