@@ -38,7 +38,10 @@ def test_views_cover_the_range_with_mirrored_pairs_and_half_at_the_photo():
     assert v.latents.shape == (40, SPACE.size) and v.viewmats.shape == (40, 4, 4)
     assert v.photo_view.sum() == 20
     np.testing.assert_allclose(v.viewmats[v.photo_view], np.broadcast_to(cam.viewmat, (20, 4, 4)))
-    orbit = ~v.photo_view
+    back = np.abs(v.azimuth_deg) > cfg.max_azimuth_deg + 1e-3
+    assert back.sum() == 4 and np.abs(v.azimuth_deg[back]).max() > 150  # the back of the head is seen
+    np.testing.assert_allclose(np.sort(v.azimuth_deg[back])[:2], -np.sort(v.azimuth_deg[back])[:1:-1])
+    orbit = ~v.photo_view & ~back
     az, el = v.azimuth_deg[orbit], v.elevation_deg[orbit]
     assert az.max() >= 45 and az.min() <= -45 and el.max() >= 19 and el.min() <= -19
     np.testing.assert_allclose(np.sort(az[az > 0]), np.sort(-az[az < 0]))  # mirrored-yaw pairs

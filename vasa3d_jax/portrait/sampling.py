@@ -13,7 +13,12 @@ Frames are split in two (Portrait4D keeps half of its samples at the dataset's c
   (2) orbit views: the head near its canonical front (z_pose_i = the generated motion, translation
       kept at the photo's), the photo's camera rotated about the head pivot by
       (azimuth a_i, elevation e_i):  a_i = +-A u_i^p  (mirrored pairs, p > 1 puts more mass near
-      the front), u_i stratified in (0, 1], e_i stratified in [-E, E] and shuffled.
+      the front), u_i stratified in (0, 1], e_i stratified in [-E, E] and shuffled;
+  (3) back views (fraction ``back_view_fraction``, taken from the orbit share): as (2) with
+      a_i = +-(A + (180 - A) u_i), u_i stratified. No view of the photo sees the back of the head,
+      so these frames only pin it to what the synthesiser shows there (the hair shell's colour):
+      without them the colour and deformation networks, shared by all Gaussians, extrapolate to
+      coloured speckles behind the ears (seen on the astronaut's quick fit; ours).
 
 Jaw moderation (portrait-notes §4.2): when the photo's mouth is closed every open-mouth frame shows
 only the template's guessed cavity and teeth, so AU26/AU25 are scaled by ``closed_mouth_scale``.
@@ -46,6 +51,7 @@ class SamplingConfig:
 
     num_frames: int = 48  # synthesised frames (the photo itself is added by the fitting)
     photo_view_fraction: float = 0.5  # share of frames at the photo's camera and head pose [P4D]
+    back_view_fraction: float = 0.125  # share of frames seen from beyond +-max_azimuth_deg, to 180 (ours)
     max_azimuth_deg: float = 50.0  # orbit views reach +-this (issue 15: at least +-45)
     max_elevation_deg: float = 20.0  # and +-this (issue 15: +-20)
     front_power: float = 1.5  # a = A u^p: p > 1 concentrates views near the front (portrait-notes §8.5)
@@ -57,8 +63,10 @@ class SamplingConfig:
     def __post_init__(self):
         if self.num_frames < 2:
             raise ValueError(f"num_frames={self.num_frames} must be >= 2")
-        if not 0.0 <= self.photo_view_fraction <= 1.0:
-            raise ValueError(f"photo_view_fraction={self.photo_view_fraction} must lie in [0, 1]")
+        if not (0.0 <= self.photo_view_fraction and 0.0 <= self.back_view_fraction
+                and self.photo_view_fraction + self.back_view_fraction <= 1.0):
+            raise ValueError(f"photo_view_fraction={self.photo_view_fraction} and back_view_fraction="
+                             f"{self.back_view_fraction} must be >= 0 with a sum <= 1")
         if self.max_azimuth_deg < 45.0 or self.max_elevation_deg < 0.0:
             raise ValueError("orbit views must reach at least +-45 degrees of azimuth (issue 15); got "
                              f"max_azimuth_deg={self.max_azimuth_deg}, max_elevation_deg={self.max_elevation_deg}")
@@ -165,13 +173,20 @@ def pick_frames(clips: list[np.ndarray], count: int, rng: np.random.Generator) -
 
 
 # ---- cameras ------------------------------------------------------------------------------------
-def orbit_angles(count: int, config: SamplingConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth, elevation) degrees of ``count`` orbit views: mirrored azimuth pairs +-A u^p with u
-    stratified, elevations stratified over [-E, E] and shuffled."""
+def orbit_angles(count: int, config: SamplingConfig, rng: np.random.Generator,
+                 back: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuth, elevation) degrees of ``count`` orbit views: mirrored azimuth pairs +-A u^p (``back``:
+    +-(A + (180 - A) u)) with u stratified, elevations stratified over [-E, E] and shuffled."""
+    if count == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
     half = (count + 1) // 2
     u = (np.arange(half) + rng.uniform(0.25, 1.0, half)) / half  # stratified in (0, 1], reaches ~1
-    u[-1] = 1.0  # the widest pair sits exactly at +-A
-    a = config.max_azimuth_deg * u ** config.front_power
+    a_max = config.max_azimuth_deg
+    if back:
+        a = a_max + (180.0 - a_max) * u
+    else:
+        u[-1] = 1.0  # the widest pair sits exactly at +-A
+        a = a_max * u ** config.front_power
     az = np.stack([a, -a], 1).reshape(-1)[:count]
     el = np.linspace(-config.max_elevation_deg, config.max_elevation_deg, count)
     el = el[rng.permutation(count)]
@@ -227,7 +242,10 @@ def training_views(space: MotionSpace, photo_latent: np.ndarray, photo_camera: C
 
     az = np.zeros(n, np.float32)
     el = np.zeros(n, np.float32)
-    az[n_photo:], el[n_photo:] = orbit_angles(n - n_photo, config, rng)
+    n_back = 2 * int(round(config.back_view_fraction * n / 2))  # mirrored pairs
+    n_orbit = n - n_photo - n_back
+    az[n_photo:n_photo + n_orbit], el[n_photo:n_photo + n_orbit] = orbit_angles(n_orbit, config, rng)
+    az[n_photo + n_orbit:], el[n_photo + n_orbit:] = orbit_angles(n_back, config, rng, back=True)
     base = np.asarray(photo_camera.viewmat, np.float32)
     centre = np.asarray(pivot, np.float32) + photo_t
     views = np.stack([base if i < n_photo else orbit_viewmat(base, az[i], el[i], centre) for i in range(n)])
