@@ -118,6 +118,20 @@ def test_short_fit_reduces_the_loss_and_writes_its_outputs(uninterrupted):
         "previews.mp4", "step_0000003.png", "step_0000006.png"]
     assert (uninterrupted.workdir / "ckpt" / str(STEPS)).exists()
     assert uninterrupted.steps == STEPS
+    colors = np.asarray(uninterrupted.params["gaussians"].colors)
+    assert colors.min() >= 0.0 and colors.max() <= 1.0  # step (6) projects RGB colours
+
+
+def test_colour_projection_clips_rgb_and_leaves_sh():
+    g = GaussianAvatar(_sphere_head(), MotionSpace.builtin(),
+                       AvatarConfig(base_hidden=16, residual_width=16, residual_depth=2, bucket=64))
+    params = g.init(jax.random.key(0))
+    rgb = params["gaussians"].colors
+    wild = {**params, "gaussians": dataclasses.replace(params["gaussians"], colors=rgb * 4.0 - 2.0)}
+    out = np.asarray(trainer.project_colors(wild)["gaussians"].colors)
+    np.testing.assert_array_equal(out, np.clip(np.asarray(rgb) * 4.0 - 2.0, 0.0, 1.0))
+    sh = {**params, "gaussians": dataclasses.replace(params["gaussians"], colors=jnp.full((rgb.shape[0], 4, 3), 3.0))}
+    np.testing.assert_array_equal(np.asarray(trainer.project_colors(sh)["gaussians"].colors), 3.0)
 
 
 @pytest.mark.slow

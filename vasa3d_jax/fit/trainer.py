@@ -7,7 +7,10 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
     (3)  L_view = λ_consist LPIPS(I_n(G″), sg[I_n(G′)]),  one novel view per frame, |azimuth| ~ U[35°, 55°]
     (4)  L_reg  = λ_xyz L_xyz + λ_scale L_scale + λ_res L_res                        (losses.py (6)-(8))
     (5)  L_prior = λ_sym L_sym (every ``symmetry_every`` steps) [+ λ_sds L_SDS every ``sds.every``]
-    (6)  g = pmean_devices ∇(L_img + L_view + L_reg + L_prior);  Adam per parameter group (optax.partition)
+    (6)  g = pmean_devices ∇(L_img + L_view + L_reg + L_prior);  Adam per parameter group (optax.partition);
+         RGB colours are then projected onto [0, 1] (ours: Adam's normalised steps push the colour of
+         a rarely seen Gaussian far outside the image range, and it shows as a saturated speck
+         from another view; SH coefficients are left to gsplat's clamp)
     (7)  discriminators: h = pmean_devices ∇ L_D(I_gt, sg[I′, I″]);  their own Adam
     (8)  a step whose gradients are not finite is not applied (optax.apply_if_finite) and is counted
     (9)  every ``densify.every`` steps in [start, until]: densify and prune (avatar/densify.py) from the
@@ -122,6 +125,14 @@ def param_labels(params: dict) -> dict:
         means_local="position", quats_local="rotation", log_scales="scale",
         opacity_logits="opacity", colors=jax.tree.map(lambda _: "color", g.colors))
     return labels
+
+
+def project_colors(params: dict) -> dict:
+    """Step (6)'s projection: RGB colours (C, 3) clipped to [0, 1]; SH colours (C, K, 3) unchanged."""
+    g = params["gaussians"]
+    if g.colors.ndim != 2:
+        return params
+    return {**params, "gaussians": dataclasses.replace(g, colors=jnp.clip(g.colors, 0.0, 1.0))}
 
 
 def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
@@ -259,7 +270,7 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
         grads = jax.lax.pmean(grads, parallel.DATA_AXIS)  # (6)
         total, terms, psnr = jax.lax.pmean((total, terms, psnr), parallel.DATA_AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = project_colors(optax.apply_updates(state.params, updates))  # (6)
         finite = jnp.isfinite(total) & (opt_state.notfinite_count == 0)  # (8)
 
         # (9) screen-space gradient statistics of I'' (per view, so the device split is immaterial).
