@@ -5,10 +5,12 @@ Command (from the repository root, venv active; ``--quick`` for one small case):
     python experiments/bench_talk.py                              # every avatar x size x camera
     python experiments/bench_talk.py --avatars template --sizes 256 --cameras front --seconds 4
 
-Avatars: ``template`` (the built-in head, one Gaussian per triangle, ~5.8k live) and ``dense``: the
+Avatars: ``template`` (the built-in head, one Gaussian per triangle, ~5.8k live), ``dense``: the
 template head with ``--per_triangle`` (default 5, ~29k live) Gaussians per triangle and full-size
-residual networks (4 x 256, output layer zero as before fitting): the Gaussian count of a fitted
-portrait avatar (20-40k) until one ships. Per case one JSON line, then one JSON object with all:
+residual networks (4 x 256, output layer zero as before fitting), and ``portrait``: a fitted
+portrait avatar file (``--portrait_avatar``, default ``out/demo/work/avatar.npz``, which ``make demo``
+writes; ~19k live Gaussians and the quick preset's small residual networks on the astronaut).
+Per case one JSON line, then one JSON object with all:
 
 * ``fps_end_to_end``: frames / wall seconds of ``Talker.speak`` + ``save_speech`` (speech features,
   motion generation, deformation, rendering, H.264 + AAC encoding, contact sheet), a second run in
@@ -25,7 +27,8 @@ portrait avatar (20-40k) until one ships. Per case one JSON line, then one JSON 
 
 ``load_avg`` is the 1-minute load average at the start and end of each case: the machine is a
 shared 2-core VM, and figures are only comparable at similar load.
-Goals (2 cores, idle): 256 dense >= 25 fps end to end, 512 dense >= 10, first frame <= 0.5 s.
+Goals (2 cores, idle; issue 16): 256 fitted avatar >= 25 fps end to end, 512 >= 10, first frame
+<= 0.5 s.
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ from vasa3d_jax.motion_space import MotionSpace
 
 def get_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
-        avatars=("template", "dense"), sizes=(256, 512), cameras=("front", "orbit"),
+        avatars=("template", "portrait"), sizes=(256, 512), cameras=("front", "orbit"),
         seconds=6.0,  # speech length per run (150 frames at 25 fps)
         per_triangle=5,  # the dense avatar's Gaussians per triangle
+        portrait_avatar="out/demo/work/avatar.npz",  # a fitted portrait avatar (make demo writes this one)
         seed=0,
     ))
 
@@ -79,6 +83,15 @@ def dense_avatar(per_triangle: int, seed: int = 0) -> Avatar:
     g = g.replace(opacity_logits=jnp.where(live, gs.logit(TEMPLATE_OPACITY), g.opacity_logits),
                   log_scales=jnp.where(live[:, None], g.log_scales + shrink, g.log_scales))
     return Avatar(model, {**params, "gaussians": g})
+
+
+def portrait_avatar(path: str) -> Avatar:
+    from vasa3d_jax.avatar.io import load_avatar
+
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"no fitted avatar at {path}: run `make demo` (writes out/demo/work/avatar.npz) "
+                                "or `vasa3d fit --portrait PHOTO --out DIR` and pass --portrait_avatar DIR/avatar.npz")
+    return load_avatar(path)
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
@@ -159,7 +172,8 @@ def run_case(avatar: Avatar, name: str, size: int, camera: str, wav: np.ndarray,
 def main(config) -> dict:
     runtime.keep_freed_memory()
     wav = speech_like(config.seconds, config.seed)
-    avatars = {"template": lambda: template_avatar(), "dense": lambda: dense_avatar(config.per_triangle)}
+    avatars = {"template": lambda: template_avatar(), "dense": lambda: dense_avatar(config.per_triangle),
+               "portrait": lambda: portrait_avatar(config.portrait_avatar)}
     t0 = time.perf_counter()
     cases = []
     for name in config.avatars:
@@ -178,15 +192,16 @@ def main(config) -> dict:
 if __name__ == "__main__":
     cfg = get_config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--avatars", nargs="+", default=list(cfg.avatars), choices=["template", "dense"])
+    parser.add_argument("--avatars", nargs="+", default=list(cfg.avatars), choices=["template", "dense", "portrait"])
     parser.add_argument("--sizes", nargs="+", type=int, default=list(cfg.sizes))
     parser.add_argument("--cameras", nargs="+", default=list(cfg.cameras))
     parser.add_argument("--seconds", type=float, default=cfg.seconds)
     parser.add_argument("--per_triangle", type=int, default=cfg.per_triangle)
+    parser.add_argument("--portrait_avatar", default=cfg.portrait_avatar, help="avatar.npz of a fitted portrait")
     parser.add_argument("--quick", action="store_true", help="template, 256, front, 2 s")
     a = parser.parse_args()
     cfg.avatars, cfg.sizes, cfg.cameras = tuple(a.avatars), tuple(a.sizes), tuple(a.cameras)
-    cfg.seconds, cfg.per_triangle = a.seconds, a.per_triangle
+    cfg.seconds, cfg.per_triangle, cfg.portrait_avatar = a.seconds, a.per_triangle, a.portrait_avatar
     if a.quick:
         cfg.avatars, cfg.sizes, cfg.cameras, cfg.seconds = ("template",), (256,), ("front",), 2.0
     cache = os.environ.get("VASA3D_JAX_CACHE",
