@@ -1,5 +1,7 @@
 """``vasa3d demo`` at a tiny size: espeak-ng speech -> motion -> template head -> turntable MP4 + sheet."""
 
+import subprocess
+
 import av
 import numpy as np
 import pytest
@@ -33,7 +35,11 @@ def test_demo_writes_a_talking_turntable(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_espeak_is_explained(monkeypatch):
-    monkeypatch.setattr(demo.shutil, "which", lambda name: None)
+    from vasa3d_jax.motion import synthetic
+
+    # The espeak-ng worker exits with 4 when libespeak-ng is not installed.
+    monkeypatch.setattr(synthetic.subprocess, "run",
+                        lambda args, **kw: subprocess.CompletedProcess(args, 4, b"", b""))
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         demo.synthesize("hello")
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-import subprocess
-import tempfile
 
 import jax
 import numpy as np
@@ -32,7 +29,6 @@ from vasa3d_jax.motion import MotionGenerator, load_default_model
 # About 5 s at espeak-ng's default 175 words per minute: 125 frames.
 SENTENCE = "Hello! I was a photograph a few minutes ago, and now I can talk while you look around me."
 VOICE = "en-us+f2"  # espeak-ng voice (a female variant, as the portrait)
-ESPEAK_INSTALL = "apt-get install espeak-ng"
 
 
 def astronaut() -> np.ndarray:
@@ -43,18 +39,13 @@ def astronaut() -> np.ndarray:
 
 
 def synthesize(text: str, voice: str = VOICE) -> np.ndarray:
-    """``text`` spoken by espeak-ng -> (n,) float32 16 kHz mono waveform."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError(f"the demo speaks with espeak-ng, which is not installed; run `{ESPEAK_INSTALL}`")
+    """``text`` spoken by espeak-ng -> (n,) float32 16 kHz mono waveform (the motion corpus's own
+    front-end, ``motion.synthetic.synthesize``: one way to run espeak-ng in the project)."""
+    from vasa3d_jax.motion.synthetic import synthesize as speak
+
     if not text.strip():
         raise ValueError("the demo needs a non-empty sentence to speak")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = pathlib.Path(tmp) / "speech.wav"
-        done = subprocess.run([exe, "-v", voice, "-w", str(wav), text], capture_output=True, text=True)
-        if done.returncode != 0 or not wav.is_file():
-            raise RuntimeError(f"espeak-ng failed (exit {done.returncode}): {done.stderr.strip()}")
-        return pipeline.load_waveform(wav)
+    return speak(text, voice)[0]
 
 
 def run(out_dir: str | os.PathLike, *, text: str | None = None, size: int = 256, seed: int = 0,
