@@ -27,6 +27,14 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
                          axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
+def devices_for_batch(batch_size: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The first d of ``devices`` (default: all), d the largest count that divides ``batch_size``:
+    a batch of 1 fits on one device of eight, a batch of 4 on four."""
+    devices = list(jax.devices() if devices is None else devices)
+    d = max(k for k in range(1, min(batch_size, len(devices)) + 1) if batch_size % k == 0)
+    return devices[:d]
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -221,3 +221,9 @@ def test_too_small_capacity_is_reported_and_recovered(setup, cpu_devices, tmp_pa
     reference = [json.loads(line) for line in (uninterrupted.workdir / "metrics.jsonl").read_text().splitlines()]
     np.testing.assert_allclose([r["loss"] for r in steps], [r["loss"] for r in reference if "loss" in r][:2],
                                rtol=1e-6)
+
+
+def test_devices_for_batch_divide_the_batch(cpu_devices):
+    assert parallel.devices_for_batch(1, cpu_devices) == cpu_devices[:1]
+    assert parallel.devices_for_batch(6, cpu_devices) == cpu_devices[:3]
+    assert parallel.devices_for_batch(8, cpu_devices) == cpu_devices[:4]

@@ -390,6 +390,7 @@ def frame_weights(num: int, anchor_weight: float) -> np.ndarray:
 def fit_avatar(model, found: Found, dataset, anchor: Anchor, preset: PortraitPreset, workdir: pathlib.Path,
                progress: bool, stop_after: int | None):
     """Stage 4: the fit engine from ``initial_avatar``, the photo weighted as ``anchor_weight`` frames."""
+    from vasa3d_jax import parallel
     from vasa3d_jax.avatar.io import Avatar
     from vasa3d_jax.fit.trainer import fit
     from vasa3d_jax.motion_space import MotionSpace
@@ -398,7 +399,10 @@ def fit_avatar(model, found: Found, dataset, anchor: Anchor, preset: PortraitPre
     space = getattr(model, "space", None) or MotionSpace.builtin()
     init = initial_avatar(model, space, config=preset.fit.avatar)
     weighted = dataclasses.replace(dataset, weights=frame_weights(dataset.num, preset.anchor_weight))
-    result = fit(weighted, preset.fit, workdir / "fit", init=init, progress=progress, stop_after=stop_after)
+    # As many devices as divide the preset's batch (the quick preset's batch of 1 runs on one of them).
+    devices = parallel.devices_for_batch(preset.fit.batch_size)
+    result = fit(weighted, preset.fit, workdir / "fit", init=init, devices=devices, progress=progress,
+                 stop_after=stop_after)
     return _Fitted(avatar=Avatar(result.avatar, result.params), steps=result.steps, skipped=result.skipped)
 
 
