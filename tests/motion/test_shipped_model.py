@@ -47,3 +47,23 @@ def test_shipped_model_lip_syncs_a_new_sentence(gen):
     step = np.linalg.norm(np.diff(z, axis=0), axis=-1)
     border = np.arange(len(step)) % gen.config.window == gen.config.window - 1
     assert step[border].mean() < SEAM_BOUND * step[~border].mean()
+
+
+@pytest.mark.slow
+def test_long_silence_gives_calm_motion(gen):
+    """Issue 16 §3: speech, 5 s of silence, speech. In the silence (0.5 s in from either side) the
+    mouth stays closed and the head moves less than while speaking."""
+    from vasa3d_jax.motion.synthetic import synthesize
+
+    a, _ = synthesize("Please open the window, my friend, and bring me a cup of tea.", "en-us")
+    b, _ = synthesize("Seven quiet mountains watched the river all night.", "en-us")
+    silence = np.zeros(5 * 16000, np.float32)
+    x = np.asarray(generate_from_audio(gen, np.concatenate([a, silence, b]), key=jax.random.key(0)))
+    na, ns = len(a) // 640, len(silence) // 640
+    quiet = np.arange(na + 12, na + ns - 12)
+    talking = np.r_[0:na, na + ns:len(x) - 1]
+    mouth = np.asarray(gen.space.mouth_open(x))
+    assert mouth[quiet].max() < 0.1 < mouth[talking].mean(), (mouth[quiet].max(), mouth[talking].mean())
+    d = gen.space.dyn_size
+    step = np.linalg.norm(np.diff(x[:, d:d + 3], axis=0), axis=-1)  # head rotation per frame, rad
+    assert step[quiet].mean() < 0.75 * step[talking].mean(), (step[quiet].mean(), step[talking].mean())
