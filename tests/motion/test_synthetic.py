@@ -166,7 +166,7 @@ def test_written_clip_format(clip, tmp_path):
         assert np.all(motion >= SPACE.low - 1e-6) and np.all(motion <= SPACE.high + 1e-6)
         assert f["gaze"].shape == (2,) and f["distance"].shape == ()
         assert f["emotion"].shape == (len(synthetic.EMOTIONS),)
-        assert str(f["text"]) == clip.spec.text and str(f["voice"]) == clip.spec.voice
+        assert str(f["text"]) == clip.source.text and str(f["voice"]) == clip.source.voice
         assert tuple(f["channel_names"]) == SPACE.names
         times = f["phoneme_times"]
         assert times.shape == (len(f["phoneme_names"]), 2) and times[-1, 1] == pytest.approx(

@@ -34,7 +34,7 @@ import dataclasses
 import functools
 import hashlib
 import pathlib
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,15 +45,19 @@ from vasa3d_jax.motion_space import MotionSpace
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    """One clip in memory. motion (T, D); features (T, F); labels None when absent."""
+    """One clip in memory, read from a file or made by the synthetic corpus. motion (T, D); features
+    (T, F) or None until computed; labels None when absent. A corpus clip also carries what made it
+    (``source``: its ``synthetic.ClipSpec``) and its phoneme events (``phonemes``)."""
 
     name: str
     motion: np.ndarray
-    features: np.ndarray
+    features: np.ndarray | None = None
     gaze: np.ndarray | None = None
     distance: float | None = None
     emotion: np.ndarray | None = None
     audio: np.ndarray | None = None
+    source: Any = None
+    phonemes: tuple = ()
 
     @property
     def num_frames(self) -> int:

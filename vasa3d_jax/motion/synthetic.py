@@ -47,13 +47,13 @@ import unicodedata
 import zlib
 from typing import Sequence
 
-import jax
 import numpy as np
 import scipy.ndimage
 import scipy.signal
 from scipy.spatial.transform import Rotation
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.motion.data import Clip
 from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -416,27 +416,6 @@ class ClipSpec:
     seed: int  # everything random in the clip (pauses, gain, gaze, blinks, style) derives from it
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """One corpus clip (numpy arrays; T motion frames at 25 fps, S audio samples at 16 kHz).
-
-    motion: (T, D) float32, MotionSpace.builtin() order; T = ceil(S / 640)
-    audio: (S,) float32 mono 16 kHz in [-1, 1], the synthesised speech
-    gaze: (2,) float32, the clip's main gaze (theta = yaw, phi = pitch), rad
-    distance: () float32, head-to-camera distance, m
-    emotion: (len(EMOTIONS),) float32 in [0, 1], per-clip emotion offset
-    """
-
-    motion: np.ndarray
-    audio: np.ndarray
-    gaze: np.ndarray
-    distance: np.ndarray
-    emotion: np.ndarray
-    spec: ClipSpec = dataclasses.field(metadata=dict(static=True))
-    phonemes: tuple[Phoneme, ...] = dataclasses.field(metadata=dict(static=True))
-
-
 def _rng(spec: ClipSpec) -> np.random.Generator:
     words = [spec.seed, zlib.crc32(spec.text.encode()), zlib.crc32(spec.voice.encode()), spec.rate,
              spec.pitch]
@@ -451,7 +430,10 @@ def _emotion(rng) -> np.ndarray:
 
 
 def make_clip(spec: ClipSpec) -> Clip:
-    """Synthesise ``spec`` and compute its motion targets in ``MotionSpace.builtin()``.
+    """Synthesise ``spec`` and compute its motion targets in ``MotionSpace.builtin()``: a
+    ``data.Clip`` with motion (T, D) at 25 fps, audio (S,) at 16 kHz (T = ceil(S / 640)), the clip's
+    main gaze (yaw, pitch; rad), head-to-camera distance (m), emotion offset (``EMOTIONS`` order),
+    ``source=spec`` and its phonemes.
 
     A deterministic function of ``spec`` (text, voice, rate, pitch, seed).
     """
@@ -513,9 +495,9 @@ def make_clip(spec: ClipSpec) -> Clip:
         grid[:, col(name)] += value
     motion = grid.reshape(n_frames, SUB, space.size).mean(1)
     motion = np.clip(motion, space.low, space.high).astype(np.float32)
-    return Clip(motion=motion, audio=audio, gaze=main_gaze.astype(np.float32),
-                distance=np.float32(distance), emotion=emotion.astype(np.float32), spec=spec,
-                phonemes=phonemes)
+    return Clip(name=f"synthetic-{spec.seed}", motion=motion, audio=audio, gaze=main_gaze.astype(np.float32),
+                distance=float(distance), emotion=emotion.astype(np.float32), source=spec,
+                phonemes=tuple(phonemes))
 
 
 def save_clip(path: str | os.PathLike, clip: Clip) -> None:
@@ -523,10 +505,10 @@ def save_clip(path: str | os.PathLike, clip: Clip) -> None:
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
-        tmp, motion=clip.motion, audio=clip.audio, gaze=clip.gaze, distance=clip.distance,
-        emotion=clip.emotion, emotion_names=np.array(EMOTIONS), text=np.str_(clip.spec.text),
-        voice=np.str_(clip.spec.voice), rate=np.int32(clip.spec.rate),
-        pitch=np.int32(clip.spec.pitch), seed=np.int64(clip.spec.seed),
+        tmp, motion=clip.motion, audio=clip.audio, gaze=clip.gaze, distance=np.float32(clip.distance),
+        emotion=clip.emotion, emotion_names=np.array(EMOTIONS), text=np.str_(clip.source.text),
+        voice=np.str_(clip.source.voice), rate=np.int32(clip.source.rate),
+        pitch=np.int32(clip.source.pitch), seed=np.int64(clip.source.seed),
         phoneme_names=np.array([p.name for p in clip.phonemes]),
         phoneme_times=np.array([(p.start, p.end) for p in clip.phonemes], np.float32).reshape(-1, 2),
         channel_names=np.array(MotionSpace.builtin().names), fps=np.float32(FPS),
