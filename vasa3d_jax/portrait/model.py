@@ -202,28 +202,24 @@ def capacity_for(counts) -> int:
 
 
 # ---- the motion fit -------------------------------------------------------------------------------
-def _fit_fields(motion_fit, head: HeadModel):
-    """(latent, shape, camera) from an encoder ``MotionFit`` (duck-typed until its API settles)."""
-    def first(*names):
-        for n in names:
-            v = getattr(motion_fit, n, None)
-            if v is not None:
-                return v
-        raise AttributeError(f"motion fit {type(motion_fit).__name__} has none of {names}")
-
-    latent = jnp.asarray(first("x", "latent", "latents"), jnp.float32).reshape(-1)
-    shape = first("shape", "identity", "identity_shape", "offsets")
-    shape = jnp.asarray(shape, jnp.float32).reshape(-1)
-    camera = first("camera")
-    return latent, shape, camera
+def _fit_fields(motion_fit, frame: int = 0):
+    """(latent (D,), identity (S,), camera) of one frame of a ``face.MotionFit`` (``encode_motion``)."""
+    latents = np.asarray(motion_fit.latents, np.float32)
+    if latents.ndim == 1:
+        latents = latents[None]
+    if not 0 <= frame < len(latents):
+        raise ValueError(f"{frame=} but the motion fit has {len(latents)} frames")
+    camera = motion_fit.camera() if callable(motion_fit.camera) else motion_fit.camera
+    return latents[frame], np.asarray(motion_fit.identity, np.float32), camera
 
 
 def build_portrait_model(image, analysis, motion_fit, matte: Matte, *, head: HeadModel | None = None,
                          space: MotionSpace | None = None, **kw) -> PortraitModel:
-    """The portrait model of a photo (module docstring) from the face analysis, the encoder's motion
-    fit (latent, identity, camera) and the head-and-hair matte. See ``build_from_fit`` for ``kw``."""
+    """The portrait model of a photo (module docstring) from its face analysis (unused beyond the
+    matte today: the fit carries the landmarks' information), the encoder's ``MotionFit`` (its first
+    frame's latent, the identity, the camera) and the head-and-hair matte. ``kw``: ``build_from_fit``."""
     head = head or template_head()
-    latent, shape, camera = _fit_fields(motion_fit, head)
+    latent, shape, camera = _fit_fields(motion_fit)
     return build_from_fit(image, matte, latent=latent, shape=shape, camera=camera, head=head,
                           space=space, **kw)
 
