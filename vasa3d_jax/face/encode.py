@@ -1,0 +1,739 @@
+"""The motion encoder: face landmarks -> motion latents x = [z_dyn, z_pose], identity and camera.
+
+Analysis by synthesis (portrait-notes.md §1): the head model is posed by the motion latent exactly
+as ``GaussianAvatar`` poses it with untrained base networks (avatar.py eqs. (1)-(3), the linear
+priors of ``base_priors``), projected through a pinhole camera, and compared with MediaPipe's 468
+landmarks and the two iris centres.
+
+Frames and camera (DESIGN.md conventions: metres; head frame y up, z out of the face, origin at
+the head centre; cameras OpenCV):
+
+    (1) V(x; β)  = head.vertices(β, ψ(z_dyn), [θ_global(z_pose), 0, θ_jaw, θ_eye]) + t(z_pose)
+    (2) X_cam    = R_c V + c,     R_c = diag(1, −1, −1)  (a frontal camera: the canonical head, rot = 0,
+                                                        faces it; head +y is image up)
+    (3) u        = f X/Z + W/2,   v = f Y/Z + H/2        (principal point at the image centre,
+                                                        pixel centres at +0.5, as MediaPipe and gsplat)
+
+so the per-clip world -> camera matrix is ``viewmat = [[R_c, c], [0, 1]]`` (world = the canonical
+head frame) and every per-frame head motion lives in the latent (``z_pose``), which is what the
+renderer needs: ``avatar.apply(params, latents[t])`` seen through ``MotionFit.camera()``. Per clip
+there is one identity β, one focal length f (square pixels) and one head centre c; the translation
+is re-centred after the fit so that the clip's mean t is 0 (c absorbs it; eq. 2 is linear in both).
+
+Unknowns: per frame x (D = 28 for ``MotionSpace.builtin()``: 20 AUs in [0, 1], gaze yaw/pitch,
+axis-angle, translation); per clip g = (β, log f, c).
+
+Identity (template head, whose shape is a free per-vertex offset field): a smooth basis, the K
+lowest eigenvectors Φ of the face mesh's graph Laplacian (``IDENTITY_MODES`` per axis), extended to
+the whole head by ``geometry.harmonic_extension`` (rigid eyeballs and teeth move with the mean of
+their nearest skin vertices). β = Φ b. Prior (precision on b):
+
+    (4) E_id = ‖L Φ b‖²/σ_lap² + ‖Φ b‖²/σ_ridge² + ‖Φ b − M(Φ b)‖²/σ_sym²
+
+with L the umbrella Laplacian (``HeadModel.shape_prior``'s operator) and M the left-right mirror
+(portrait-notes §1.1, §1.4). FLAME: β = its first K shape coefficients, unit-variance prior.
+
+Energy (squared residuals, each divided by its noise scale; s = inter-ocular distance in pixels,
+outer canthi 33-263, so weights do not depend on resolution):
+
+    (5) E = Σ_i w_i ‖π(X_i) − ℓ_i‖²/(σ_ℓ s)²  +  w_iris Σ_e ‖π(P_e) − ι_e‖²/(σ_ℓ s)²
+          + Σ_k x_k²/σ_k²  +  E_id  +  (log f − log f_0)²/σ_f²  [+ smoothing, eq. 7]
+
+P_e is the front pole of eyeball e (the pupil centre of the model), ι_e the detected iris centre.
+Face-oval landmarks (``FACE_OVAL``) slide with pose (portrait-notes §1.5): their weight is
+``OVAL_WEIGHT`` · max(0, n·v)^2 with n the landmark's rest normal rotated by the initial pose and v
+the direction to the camera, so contour points on the far side barely count.
+
+Solver: Levenberg-Marquardt, Jacobians by ``jax.jacfwd``, the per-clip unknowns eliminated by the
+Schur complement (block-sparse normal equations of bundle adjustment):
+
+    (6) S = A_gg − Σ_t A_gt A_tt⁻¹ A_tg,   S δg = −(b_g − Σ_t A_gt A_tt⁻¹ b_t),
+        δx_t = −A_tt⁻¹ (b_t + A_tg δg),    A = JᵀJ + λ diag(JᵀJ)
+
+AUs are projected onto their MotionSpace bounds after each step. Initialisation is MediaPipe's own
+rigid step (portrait-notes §1.3, geometry_pipeline.cc): a weighted similarity Procrustes between the
+template's landmark vertices and the landmarks (x, y, z), z being MediaPipe's relative depth in
+pixels, with MediaPipe's Procrustes weights (``PROCRUSTES_WEIGHTS``).
+
+Video: stage 1 solves eq. 6 on up to ``keyframes`` frames spread over the clip (identity, f, c);
+stage 2 holds them and solves each frame's 28 unknowns (batched, ``chunk`` frames at a time, every
+frame started from its own Procrustes pose). Optional temporal smoothing adds, per LM iteration,
+
+    (7) E_s = smooth · Σ_t ‖(x_t − ½(x_{t−1} + x_{t+1}))/range‖²
+
+with the neighbours held at the current iterate (a Jacobi step of the coupled problem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+
+from vasa3d_jax.avatar.avatar import AvatarConfig, base_priors
+from vasa3d_jax.avatar.binding import rotmat_to_quat
+from vasa3d_jax.head import geometry
+from vasa3d_jax.head.base import JOINTS, HeadModel
+from vasa3d_jax.head.lbs import rodrigues
+from vasa3d_jax.motion_space import MotionSpace
+from vasa3d_jax.render.types import Camera
+
+# ---- MediaPipe landmark index sets (mediapipe-face.md §5; face_mesh_connections.py) -------------
+# FACEMESH_FACE_OVAL, clockwise from the forehead (10): contour points that slide with pose.
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+# Eye corners: subject's right eye 33 (outer) / 133 (inner), left eye 263 / 362 (FACEMESH_RIGHT_EYE /
+# FACEMESH_LEFT_EYE); the outer canthi define the inter-ocular distance s of eq. 5.
+EYE_R_CORNERS = (33, 133)
+EYE_L_CORNERS = (263, 362)
+OUTER_CANTHI = (33, 263)
+# Eyelids (refinement lists of tensors_to_face_landmarks_with_attention.pbtxt; middles 159/145, 386/374).
+EYE_R_UPPER = (246, 161, 160, 159, 158, 157, 173)
+EYE_R_LOWER = (7, 163, 144, 145, 153, 154, 155)
+EYE_L_UPPER = (466, 388, 387, 386, 385, 384, 398)
+EYE_L_LOWER = (249, 390, 373, 374, 380, 381, 382)
+# Lips (same lists): inner contour 78..308, outer 61..291; the opening is the distance 13-14.
+LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+MOUTH_OPENING = (13, 14)
+# Gaze: the iris model's centre point (index 0 of its 5; mediapipe-face.md §4.3), one per eye,
+# matched to the eye whose corners (EYE_R_CORNERS / EYE_L_CORNERS) it lies between.
+IRIS_CENTRE = 0
+# Rigid init weights: MediaPipe geometry_pipeline_metadata_landmarks.pbtxt (portrait-notes.md §1.3);
+# the two groups the notes give as a range (0.014-0.019, 0.005-0.010) take its midpoint.
+PROCRUSTES_WEIGHTS = {
+    129: 0.121, 358: 0.121, 4: 0.071, 136: 0.067, 365: 0.067, 33: 0.059, 263: 0.059, 133: 0.053,
+    362: 0.053, 205: 0.047, 425: 0.047, 6: 0.032, 198: 0.025, 420: 0.025,
+    **{i: 0.0165 for i in (121, 350, 143, 372, 119, 348, 147, 376)},
+    **{i: 0.0075 for i in (10, 54, 284, 67, 297, 117, 346, 127, 356, 132, 361)},
+}
+
+# ---- fit constants (project choices, tuned on the synthetic round trip) ------------------------
+IDENTITY_MODES = 24  # Laplacian eigenvectors per axis (72 identity unknowns)
+SIGMA_LANDMARK = 0.01  # σ_ℓ: landmark noise as a fraction of the inter-ocular distance (~0.6 mm)
+SIGMA_LAP = 0.0005  # σ_lap (m): deviation of an offset from its neighbours' mean
+SIGMA_RIDGE = 0.01  # σ_ridge (m): offset size
+SIGMA_SYM = 0.002  # σ_sym (m): left-right asymmetry of the offsets
+SIGMA_LOG_FOCAL = 0.25  # σ_f: a ~25 % focal-length prior around the default field of view
+DEFAULT_FOV_DEG = 35.0  # field of view on the image's longer side (portrait-notes §1.2: 30-40°)
+OVAL_WEIGHT = 0.3  # face-oval landmarks count this much at best (§1.5)
+IRIS_WEIGHT = 2.0  # the iris centres are the only gaze evidence
+# Latent priors σ_k by channel unit: AU intensities, gaze (rad), rotation (rad, ~free), translation (m).
+SIGMA_LATENT = {"intensity": 1.0, "rad": 1.0, "m": 0.1, "": 1.0}
+SIGMA_GAZE = 0.5
+R_CAMERA = np.diag([1.0, -1.0, -1.0])  # eq. 2
+
+
+# ---- the reduced head (landmarks + eye poles + joints) ------------------------------------------
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LandmarkModel:
+    """What the fit evaluates: a ``HeadModel`` on the 468 landmark vertices and the two eye poles.
+
+    head:        HeadModel with V' = 470 + 5 vertices (the last 5 carry the joints: its j_regressor
+                 picks them, so joints follow identity and expression exactly as in the full head)
+    basis:       (V, 3, K) float32, identity basis on the full head (β = basis · b)
+    prior_chol:  (K, K) float32, U with UᵀU = the precision of eq. 4 (b units: metres)
+    p_exp:       (D_dyn, E + 9) float32, avatar prior z_dyn -> (ψ, θ_jaw, θ_eye)
+    p_pose:      (6, 9) float32, avatar prior z_pose -> (θ_neck, θ_global, t)
+    normals:     (468, 3) float32, rest normals of the landmark vertices (oval visibility)
+    template:    (468, 3) float32, rest landmark positions (Procrustes init)
+    vertex_ids:  (470,) int32, the full head's vertices behind the reduced ones (landmarks, eye
+                 poles: subject's right eye first)
+    """
+
+    head: HeadModel
+    basis: jax.Array
+    prior_chol: jax.Array
+    p_exp: jax.Array
+    p_pose: jax.Array
+    normals: jax.Array
+    template: jax.Array
+    vertex_ids: jax.Array
+
+    @property
+    def num_identity(self) -> int:
+        return self.basis.shape[-1]
+
+
+_MODELS: dict[int, tuple[Any, Any, LandmarkModel]] = {}
+
+
+def landmark_model(head: HeadModel, space: MotionSpace, num_modes: int = IDENTITY_MODES) -> LandmarkModel:
+    """The reduced model of ``head`` for ``space`` (built once per head object, ~0.2 s)."""
+    key = (id(head), space, num_modes)
+    hit = _MODELS.get(key)
+    if hit is not None and hit[0] is head:
+        return hit[2]
+    model = _build_landmark_model(head, space, num_modes)
+    _MODELS[key] = (head, space, model)
+    return model
+
+
+def _build_landmark_model(head: HeadModel, space: MotionSpace, num_modes: int) -> LandmarkModel:
+    if head.landmark_vertices is None:
+        raise ValueError(f"this {head.kind} head has no MediaPipe landmark correspondence; load one "
+                         "with load_flame(..., landmark_embedding=PATH) or use template_head()")
+    if space.pose_size != 6:
+        raise ValueError(f"the encoder needs a 6-channel z_pose; this MotionSpace has {space.pose_size}")
+    v = np.asarray(head.v_template, np.float64)
+    faces = np.asarray(head.faces)
+    lmk = np.asarray(head.landmark_vertices)
+    weights = np.asarray(head.lbs_weights)
+    poles = []
+    for joint in ("eye_r", "eye_l"):  # iris order: subject's right eye (33/133) first, as MediaPipe
+        ids = np.where(weights[:, JOINTS.index(joint)] > 0.99)[0]
+        if len(ids) == 0:
+            raise ValueError(f"this {head.kind} head has no vertices bound to the {joint} joint; "
+                             "gaze cannot be fitted")
+        poles.append(ids[np.argmax(v[ids, 2])])
+    ids = np.concatenate([lmk, poles])
+    if head.shapedirs is None:
+        basis, precision = _template_identity_basis(head, num_modes)
+    else:
+        k = min(num_modes * 3, head.shapedirs.shape[-1])
+        basis = np.zeros(np.asarray(head.shapedirs).shape[:2] + (k,))
+        basis[...] = np.asarray(head.shapedirs)[..., :k]
+        precision = np.eye(k)
+    jreg = np.asarray(head.j_regressor, np.float64)
+    n = len(ids)
+    nj = len(JOINTS)
+
+    def rows(a):  # per-vertex array -> the reduced vertices + the 5 joint rows (J a)
+        return np.concatenate([a[ids], np.einsum("jv,v...->j...", jreg, a)])
+
+    posedirs = None
+    if head.posedirs is not None:
+        pd = np.asarray(head.posedirs)
+        posedirs = jnp.asarray(np.concatenate([pd[ids], np.zeros((nj,) + pd.shape[1:])]), jnp.float32)
+    j_reg = np.zeros((nj, n + nj))
+    j_reg[:, n:] = np.eye(nj)
+    # Shape for the reduced head is the identity coefficient vector b: shapedirs = the basis rows.
+    reduced = HeadModel(
+        v_template=jnp.asarray(rows(v), jnp.float32), faces=jnp.zeros((1, 3), jnp.int32),
+        face_region=jnp.zeros((1,), jnp.int32), shapedirs=jnp.asarray(rows(basis), jnp.float32),
+        exprdirs=jnp.asarray(rows(np.asarray(head.exprdirs, np.float64)), jnp.float32),
+        expression_pose=head.expression_pose, posedirs=posedirs, j_regressor=jnp.asarray(j_reg, jnp.float32),
+        lbs_weights=jnp.asarray(np.concatenate([weights[ids], np.zeros((nj, nj))]), jnp.float32),
+        landmark_vertices=jnp.arange(len(lmk), dtype=jnp.int32), lmk_faces_idx=None, lmk_bary_coords=None,
+        laplacian_edges=None, region_names=head.region_names, kind=head.kind)
+    p_exp, p_pose = base_priors(space, head, AvatarConfig())
+    normals = _vertex_normals(v, faces)[lmk]
+    return LandmarkModel(
+        head=reduced, basis=jnp.asarray(basis, jnp.float32),
+        prior_chol=jnp.asarray(np.linalg.cholesky(precision).T, jnp.float32),
+        p_exp=p_exp, p_pose=p_pose, normals=jnp.asarray(normals, jnp.float32),
+        template=jnp.asarray(v[lmk], jnp.float32), vertex_ids=jnp.asarray(ids, jnp.int32))
+
+
+def _vertex_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    t = v[faces]
+    fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])  # area-weighted
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def _template_identity_basis(head: HeadModel, num_modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 4: (V, 3, 3K) smooth offset basis and its (3K, 3K) prior precision (b in metres)."""
+    v = np.asarray(head.v_template, np.float64)
+    faces = np.asarray(head.faces)
+    lmk = np.asarray(head.landmark_vertices)
+    nv, nf = len(v), len(lmk)
+    local = -np.ones(nv, np.int64)
+    local[lmk] = np.arange(nf)
+    face_tris = local[faces[np.all(local[faces] >= 0, axis=1)]]
+    e = geometry.edges(face_tris)
+    adj = np.zeros((nf, nf))
+    adj[e[:, 0], e[:, 1]] = adj[e[:, 1], e[:, 0]] = 1.0
+    deg = adj.sum(1)
+    _, vecs = np.linalg.eigh(np.diag(deg) - adj)
+    phi = vecs[:, :num_modes]  # (468, K), orthonormal: ‖Φ b‖ = ‖b‖
+    # Extend each mode over the skin (the component holding the face) harmonically; rigid parts
+    # (eyeballs, teeth) translate with the mean of their 12 nearest skin vertices.
+    all_e = geometry.edges(faces)
+    graph = scipy.sparse.coo_matrix((np.ones(len(all_e)), (all_e[:, 0], all_e[:, 1])), shape=(nv, nv))
+    _, comp = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    skin = comp == comp[lmk[0]]
+    fixed = ~skin
+    fixed[lmk] = True
+    vals = np.zeros((nv, num_modes))
+    vals[lmk] = phi
+    skin_faces = faces[np.all(skin[faces], axis=1)]
+    ext = geometry.harmonic_extension(skin_faces, nv, fixed, vals)
+    skin_ids = np.where(skin)[0]
+    for c in np.unique(comp[~skin]):
+        members = np.where(comp == c)[0]
+        d = np.linalg.norm(v[skin_ids] - v[members].mean(0), axis=1)
+        ext[members] = ext[skin_ids[np.argsort(d)[:12]]].mean(0)
+    k3 = 3 * num_modes
+    basis = np.zeros((nv, 3, k3))
+    for axis in range(3):
+        basis[:, axis, axis::3] = ext
+    # Prior (eq. 4) on the face: umbrella Laplacian, ridge, mirror symmetry (partners at (−x, y, z)).
+    lap = np.eye(nf) - adj / np.maximum(deg, 1)[:, None]
+    face_v = v[lmk]
+    mirrored = face_v * np.array([-1.0, 1.0, 1.0])
+    partner = np.argmin(((face_v[None] - mirrored[:, None]) ** 2).sum(-1), axis=1)
+    perm = np.eye(nf)[partner]
+    precision = np.zeros((k3, k3))
+    for axis, sign in enumerate((-1.0, 1.0, 1.0)):  # mirror flips x
+        sym = np.eye(nf) - sign * perm
+        p = (phi.T @ lap.T @ lap @ phi / SIGMA_LAP**2 + np.eye(num_modes) / SIGMA_RIDGE**2
+             + phi.T @ sym.T @ sym @ phi / SIGMA_SYM**2)
+        precision[axis::3, axis::3] = p
+    return basis, precision
+
+
+def head_with_identity(head: HeadModel, identity) -> HeadModel:
+    """A ``HeadModel`` whose rest shape includes ``identity`` (the ``shape`` vector of ``head``).
+
+    ``head_with_identity(head, β).vertices(0, ψ, θ) == head.vertices(β, ψ, θ)``: joints are regressed
+    from the shaped vertices either way. Usable by ``GaussianAvatar`` (its own shape starts at 0).
+    """
+    identity = jnp.asarray(identity, jnp.float32)
+    if identity.shape != (head.num_shape,):
+        raise ValueError(f"identity has shape {identity.shape}; this {head.kind} head expects ({head.num_shape},)")
+    if head.shapedirs is None:
+        offsets = identity.reshape(head.num_vertices, 3)
+    else:
+        offsets = jnp.einsum("s,vcs->vc", identity, head.shapedirs)
+    return dataclasses.replace(head, v_template=head.v_template + offsets)
+
+
+# ---- the result ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MotionFit:
+    """What ``encode_motion`` found (numpy arrays).
+
+    latents:       (T, D) float32, motion latents x = [z_dyn, z_pose] (MotionSpace channel order);
+                   z_pose is relative to the canonical frontal head, its translation re-centred so
+                   the clip mean is 0 (eq. 2)
+    identity:      (S,) float32, the head's shape vector β (template: per-vertex offsets, metres)
+    identity_coefficients: (K,) float32, b (β = basis · b)
+    K:             (3, 3) float32, intrinsics in pixels (principal point at the image centre)
+    viewmat:       (4, 4) float32, world (canonical head frame) -> camera, OpenCV axes; per clip
+    image_size:    (H, W)
+    residuals_px:  (T, 468) float32, reprojection error of each landmark, pixels
+    iris_residuals_px: (T, 2) float32, of the iris centres (subject's right eye first)
+    iod_px:        (T,) float32, detected inter-ocular distance (outer canthi), pixels
+    valid:         (T,) bool, frames that had landmarks (others are interpolated by ``encode_video``)
+    """
+
+    latents: np.ndarray
+    identity: np.ndarray
+    identity_coefficients: np.ndarray
+    K: np.ndarray
+    viewmat: np.ndarray
+    image_size: tuple[int, int]
+    residuals_px: np.ndarray
+    iris_residuals_px: np.ndarray
+    iod_px: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def focal(self) -> float:
+        return float(self.K[0, 0])
+
+    def camera(self) -> Camera:
+        """The renderer's camera of the photo/video (the same for every frame: head motion is in x)."""
+        h, w = self.image_size
+        return Camera(viewmat=jnp.asarray(self.viewmat), K=jnp.asarray(self.K), width=int(w), height=int(h))
+
+    def head(self, head: HeadModel) -> HeadModel:
+        """``head`` with this fit's identity folded into its rest shape (``head_with_identity``)."""
+        return head_with_identity(head, self.identity)
+
+    def relative_error(self) -> np.ndarray:
+        """(T,) mean landmark reprojection error / inter-ocular distance."""
+        return self.residuals_px.mean(-1) / np.maximum(self.iod_px, 1e-6)
+
+
+# ---- data preparation ---------------------------------------------------------------------------
+def default_focal(image_size: tuple[int, int], fov_deg: float = DEFAULT_FOV_DEG) -> float:
+    """Focal length (px) of a camera with ``fov_deg`` across the image's longer side."""
+    return 0.5 * max(image_size) / np.tan(np.deg2rad(fov_deg) / 2)
+
+
+def _as_frames(analysis, image_size):
+    lmk = np.asarray(analysis.landmarks, np.float32)
+    single = lmk.ndim == 2
+    if single:
+        lmk = lmk[None]
+    if lmk.ndim != 3 or lmk.shape[1:] != (468, 3):
+        raise ValueError(f"landmarks have shape {np.shape(analysis.landmarks)}; expected (468, 3) or "
+                         "(T, 468, 3): x, y in pixels and MediaPipe's relative z")
+    iris = getattr(analysis, "iris", None)
+    iris = None if iris is None else np.asarray(iris, np.float32).reshape(lmk.shape[0], 2, -1, 2)
+    valid = getattr(analysis, "valid", None)
+    valid = np.ones(lmk.shape[0], bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    valid &= np.all(np.isfinite(lmk), axis=(1, 2))
+    if image_size is None:
+        image_size = getattr(analysis, "image_size", None)
+    if image_size is None:
+        raise ValueError("encode_motion needs the image size (H, W): pass image_size=(H, W)")
+    h, w = (int(s) for s in tuple(image_size)[:2])
+    return lmk, iris, valid, (h, w), single
+
+
+def _iris_centres(lmk: np.ndarray, iris: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 2, 2) iris centres ordered (subject's right eye, left eye) and (T, 2) their weights."""
+    t = lmk.shape[0]
+    if iris is None:
+        return np.zeros((t, 2, 2), np.float32), np.zeros((t, 2), np.float32)
+    c = iris[:, :, IRIS_CENTRE]  # (T, 2, 2)
+    eye_r = lmk[:, list(EYE_R_CORNERS), :2].mean(1)
+    d0 = np.linalg.norm(c[:, 0] - eye_r, axis=-1)
+    d1 = np.linalg.norm(c[:, 1] - eye_r, axis=-1)
+    swap = d1 < d0
+    ordered = np.where(swap[:, None, None], c[:, ::-1], c)
+    ok = np.all(np.isfinite(ordered), axis=(1, 2))
+    ordered = np.where(ok[:, None, None], ordered, 0.0)
+    return ordered.astype(np.float32), np.repeat(ok[:, None], 2, 1).astype(np.float32)
+
+
+# ---- init: MediaPipe's weighted Procrustes ------------------------------------------------------
+def _procrustes_weights() -> np.ndarray:
+    w = np.zeros(468, np.float32)
+    for i, wi in PROCRUSTES_WEIGHTS.items():
+        w[i] = wi
+    return w
+
+
+def _rotmat_to_axis_angle(r: jax.Array) -> jax.Array:
+    q = rotmat_to_quat(r)  # w >= 0
+    v = q[..., 1:]
+    s = jnp.linalg.norm(v, axis=-1, keepdims=True)
+    angle = 2.0 * jnp.arctan2(s, q[..., :1])
+    return jnp.where(s > 1e-8, v / jnp.maximum(s, 1e-12) * angle, 2.0 * v)
+
+
+def rigid_init(model: LandmarkModel, lmk: jax.Array, focal: jax.Array, principal: jax.Array):
+    """Weighted similarity Procrustes (Akca 2003, as MediaPipe): (T, 468, 3) -> rotation (T, 3)
+    axis-angle in the head frame and the head origin in camera coordinates (T, 3)."""
+    w = jnp.asarray(_procrustes_weights())[:, None]
+    src = model.template  # head frame
+    dst = lmk  # (T, 468, 3): x right, y down, z away from the camera (MediaPipe: smaller = closer)
+    ws = w.sum()
+    src_c = src - (w * src).sum(0) / ws
+    dst_mean = (w * dst).sum(-2, keepdims=True) / ws
+    dst_c = dst - dst_mean
+    cov = jnp.einsum("ni,tnj->tij", w * src_c, dst_c)  # Σ w s dᵀ
+    u, sv, vt = jnp.linalg.svd(cov)
+    d = jnp.sign(jnp.linalg.det(jnp.swapaxes(vt, -1, -2) @ jnp.swapaxes(u, -1, -2)))
+    fix = jnp.stack([jnp.ones_like(d), jnp.ones_like(d), d], -1)
+    rot = jnp.swapaxes(vt, -1, -2) @ (fix[..., :, None] * jnp.swapaxes(u, -1, -2))  # dst ≈ s R src
+    scale = jnp.sum(sv * fix, -1) / jnp.sum(w * src_c**2)  # pixels per metre
+    r_head = jnp.asarray(R_CAMERA, jnp.float32) @ rot  # R_c R_head = rot
+    # Head origin: the image of src = 0 is dst_mean − s R src_mean.
+    src_mean = (w * src).sum(0) / ws
+    origin_px = dst_mean[:, 0] - scale[:, None] * jnp.einsum("tij,j->ti", rot, src_mean)
+    depth = focal / scale
+    xy = (origin_px[:, :2] - principal) * depth[:, None] / focal
+    return _rotmat_to_axis_angle(r_head), jnp.concatenate([xy, depth[:, None]], -1), rot
+
+
+# ---- residuals ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    dyn: int  # D_dyn
+    size: int  # D
+    num_identity: int
+    principal: tuple[float, float]
+    log_focal0: float
+    sigma_log_focal: float
+
+
+def _frame_points(model: LandmarkModel, x, b):
+    """Eq. 1 on the reduced head: (D,), (K,) -> (470, 3) head-frame points (landmarks, eye poles)."""
+    head = model.head
+    d = model.p_exp.shape[0]
+    e = x[:d] @ model.p_exp
+    p = x[d:] @ model.p_pose
+    n = head.num_expression
+    pose = jnp.concatenate([p[3:6], p[0:3], e[n:n + 3], e[n + 3:n + 9]])
+    v = head.vertices(b, e[:n], pose) + p[6:9]
+    return v[:470]
+
+
+def _residuals(x, g, data, model, st: _Static, sigma_x, smooth_w):
+    """Eq. 5 for one frame, as a flat vector of whitened residuals."""
+    b, log_f, centre = g[:st.num_identity], g[st.num_identity], g[st.num_identity + 1:]
+    pts = _frame_points(model, x, b) * jnp.asarray([1.0, -1.0, -1.0]) + centre
+    z = jnp.maximum(pts[:, 2:3], 1e-3)
+    uv = jnp.exp(log_f) * pts[:, :2] / z + jnp.asarray(st.principal)
+    scale = data["mask"] / (SIGMA_LANDMARK * data["iod"])
+    r_lmk = (uv[:468] - data["lmk"]) * (data["w_lmk"][:, None] * scale)
+    r_iris = (uv[468:] - data["iris"]) * (jnp.sqrt(IRIS_WEIGHT) * data["w_iris"][:, None] * scale)
+    r_prior = x / sigma_x * data["mask"]
+    r_smooth = jnp.sqrt(smooth_w) * (x - data["target"]) / data["range"] * data["mask"]
+    return jnp.concatenate([r_lmk.reshape(-1), r_iris.reshape(-1), r_prior, r_smooth])
+
+
+def _global_residuals(g, model, st: _Static):
+    b, log_f = g[:st.num_identity], g[st.num_identity]
+    return jnp.concatenate([model.prior_chol @ b, ((log_f - st.log_focal0) / st.sigma_log_focal)[None]])
+
+
+def _project(x, low, high, bounded):
+    return jnp.where(bounded, jnp.clip(x, low, high), x)
+
+
+def _smooth_target(x, mask):
+    """Eq. 7's neighbour mean at the current iterate (one neighbour at the ends / next to a gap)."""
+    prev = jnp.concatenate([x[:1], x[:-1]])
+    nxt = jnp.concatenate([x[1:], x[-1:]])
+    mp = jnp.concatenate([mask[:1] * 0, mask[:-1]])[:, None]
+    mn = jnp.concatenate([mask[1:], mask[-1:] * 0])[:, None]
+    cnt = mp + mn
+    return jnp.where(cnt > 0, (mp * prev + mn * nxt) / jnp.maximum(cnt, 1), x)
+
+
+def _lm_joint(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth_w):
+    """Eq. 6: LM over all frames' x and the per-clip g (one damping for the whole problem)."""
+    d = st.size
+
+    def res(xi, g, di):
+        return _residuals(xi, g, di, model, st, sigma_x, smooth_w)
+
+    def cost_of(x, g):
+        r = jax.vmap(res, (0, None, 0))(x, g, data)
+        return 0.5 * jnp.sum(r**2) + 0.5 * jnp.sum(_global_residuals(g, model, st) ** 2)
+
+    def frame_jac(xi, g, di):
+        f = lambda z: _residuals(z[:d], z[d:], di, model, st, sigma_x, smooth_w)
+        z = jnp.concatenate([xi, g])
+        return f(z), jax.jacfwd(f)(z)
+
+    def step(carry, _):
+        x, g, lam, cost = carry
+        if smooth_w > 0:
+            data_i = {**data, "target": _smooth_target(x, data["mask"])}
+        else:
+            data_i = data
+        r, jac = jax.vmap(frame_jac, (0, None, 0))(x, g, data_i)
+        jt, jg = jac[..., :d], jac[..., d:]
+        rg = _global_residuals(g, model, st)
+        jpg = jax.jacfwd(lambda gg: _global_residuals(gg, model, st))(g)
+        att = jnp.einsum("tri,trj->tij", jt, jt)
+        atg = jnp.einsum("tri,trj->tij", jt, jg)
+        agg = jnp.einsum("tri,trj->ij", jg, jg) + jpg.T @ jpg
+        bt = jnp.einsum("tri,tr->ti", jt, r)
+        bg = jnp.einsum("tri,tr->i", jg, r) + jpg.T @ rg
+        eye_t, eye_g = jnp.eye(d), jnp.eye(g.shape[0])
+        att_d = att + lam * (att * eye_t + 1e-6 * eye_t)
+        agg_d = agg + lam * (agg * eye_g + 1e-6 * eye_g)
+        inv_atg = jnp.linalg.solve(att_d, atg)
+        inv_bt = jnp.linalg.solve(att_d, bt[..., None])[..., 0]
+        s = agg_d - jnp.einsum("tij,tik->jk", atg, inv_atg)
+        rhs = bg - jnp.einsum("tij,ti->j", atg, inv_bt)
+        dg = -jnp.linalg.solve(s, rhs)
+        dx = -(inv_bt + jnp.einsum("tij,j->ti", inv_atg, dg))
+        x_new = _project(x + dx, low, high, bounded)
+        g_new = g + dg
+        cost_new = cost_of(x_new, g_new) if smooth_w == 0 else cost_of_smooth(x_new, g_new, data_i)
+        ok = jnp.isfinite(cost_new) & (cost_new < cost)
+        x = jnp.where(ok, x_new, x)
+        g = jnp.where(ok, g_new, g)
+        cost = jnp.where(ok, cost_new, cost)
+        lam = jnp.where(ok, lam * 0.3, lam * 10.0)
+        return (x, g, lam, cost), cost
+
+    def cost_of_smooth(x, g, data_i):
+        r = jax.vmap(res, (0, None, 0))(x, g, data_i)
+        return 0.5 * jnp.sum(r**2) + 0.5 * jnp.sum(_global_residuals(g, model, st) ** 2)
+
+    cost0 = cost_of(x, g)
+    (x, g, _, cost), _ = jax.lax.scan(step, (x, g, jnp.float32(1e-3), cost0), None, length=iters)
+    return x, g
+
+
+def _lm_frames(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth_w):
+    """Stage 2: g fixed; every frame its own LM (its own damping and acceptance), batched."""
+
+    def res(xi, di):
+        return _residuals(xi, g, di, model, st, sigma_x, smooth_w)
+
+    def step(carry, _):
+        x, lam, cost = carry
+        data_i = {**data, "target": _smooth_target(x, data["mask"])} if smooth_w > 0 else data
+        r, jac = jax.vmap(lambda xi, di: (res(xi, di), jax.jacfwd(res)(xi, di)))(x, data_i)
+        cost_cur = 0.5 * jnp.sum(r**2, -1)
+        a = jnp.einsum("tri,trj->tij", jac, jac)
+        bvec = jnp.einsum("tri,tr->ti", jac, r)
+        eye = jnp.eye(x.shape[-1])
+        a = a + lam[:, None, None] * (a * eye + 1e-6 * eye)
+        x_new = _project(x - jnp.linalg.solve(a, bvec[..., None])[..., 0], low, high, bounded)
+        cost_new = 0.5 * jnp.sum(jax.vmap(res)(x_new, data_i) ** 2, -1)
+        ok = jnp.isfinite(cost_new) & (cost_new < cost_cur)
+        x = jnp.where(ok[:, None], x_new, x)
+        lam = jnp.where(ok, lam * 0.3, lam * 10.0)
+        return (x, lam, cost_new), None
+
+    t = x.shape[0]
+    (x, _, _), _ = jax.lax.scan(step, (x, jnp.full((t,), 1e-3), jnp.zeros((t,))), None, length=iters)
+    return x
+
+
+def _reproject(x, g, data, model, st):
+    b, log_f, centre = g[:st.num_identity], g[st.num_identity], g[st.num_identity + 1:]
+    pts = jax.vmap(lambda xi: _frame_points(model, xi, b))(x) * jnp.asarray([1.0, -1.0, -1.0]) + centre
+    uv = jnp.exp(log_f) * pts[..., :2] / jnp.maximum(pts[..., 2:3], 1e-3) + jnp.asarray(st.principal)
+    return (jnp.linalg.norm(uv[:, :468] - data["lmk"], axis=-1),
+            jnp.linalg.norm(uv[:, 468:] - data["iris"], axis=-1))
+
+
+_reproject_jit = jax.jit(_reproject, static_argnames=("st",))
+
+
+# ---- jitted stages ------------------------------------------------------------------------------
+def _init_frames(model, lmk, log_f, centre, st):
+    """Per-frame start: Procrustes rotation, translation relative to ``centre`` (head frame)."""
+    rot, origin, rot_cam = rigid_init(model, lmk, jnp.exp(log_f), jnp.asarray(st.principal))
+    trans = (origin - centre) @ jnp.asarray(R_CAMERA, jnp.float32)  # R_c⁻¹ = R_c
+    x = jnp.zeros((lmk.shape[0], st.size), jnp.float32)
+    return x.at[:, st.dyn:st.dyn + 3].set(rot).at[:, st.dyn + 3:].set(trans), origin, rot_cam
+
+
+def _oval_weights(model, rot_cam, mask):
+    """Per-frame landmark weights (T, 468): 1, and OVAL_WEIGHT · max(0, n·v)² on the face oval."""
+    n_cam = jnp.einsum("tij,nj->tni", rot_cam, model.normals)  # normals in the camera-like frame
+    facing = jnp.clip(-n_cam[..., 2], 0.0, 1.0)  # z points away from the camera
+    w = jnp.ones((468,)).at[jnp.asarray(FACE_OVAL)].set(0.0)
+    oval = jnp.zeros((468,)).at[jnp.asarray(FACE_OVAL)].set(1.0)
+    return (w + oval * jnp.sqrt(OVAL_WEIGHT) * facing**2) * mask[:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("st", "iters", "smooth_w"))
+def _fit_joint(model, lmk, data, st, sigma_x, low, high, bounded, iters, smooth_w):
+    mask = data["mask"]
+    log_f = jnp.float32(st.log_focal0)
+    _, origin, _ = rigid_init(model, lmk, jnp.exp(log_f), jnp.asarray(st.principal))
+    centre = jnp.sum(origin * mask[:, None], 0) / jnp.maximum(mask.sum(), 1)
+    x, _, rot_cam = _init_frames(model, lmk, log_f, centre, st)
+    data = {**data, "w_lmk": _oval_weights(model, rot_cam, mask)}
+    g = jnp.concatenate([jnp.zeros((st.num_identity,)), log_f[None], centre])
+    x, g = _lm_joint(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth_w)
+    return x, g
+
+
+@functools.partial(jax.jit, static_argnames=("st", "iters", "smooth_w"))
+def _fit_frames(model, lmk, data, g, st, sigma_x, low, high, bounded, iters, smooth_w):
+    log_f, centre = g[st.num_identity], g[st.num_identity + 1:]
+    x, _, rot_cam = _init_frames(model, lmk, log_f, centre, st)
+    data = {**data, "w_lmk": _oval_weights(model, rot_cam, data["mask"])}
+    x = _lm_frames(x, g, data, model, st, sigma_x, low, high, bounded, iters, smooth_w)
+    lmk_err, iris_err = _reproject(x, g, data, model, st)
+    return x, lmk_err, iris_err
+
+
+# ---- public entry point ---------------------------------------------------------------------------
+def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *,
+                  image_size: tuple[int, int] | None = None, focal: float | None = None,
+                  smooth: float = 0.0, keyframes: int = 16, chunk: int = 64,
+                  joint_iters: int = 12, frame_iters: int = 6, progress=None) -> MotionFit:
+    """Fit ``head`` to face landmarks: one image or a clip -> ``MotionFit`` (module docstring).
+
+    analysis:   a ``FaceAnalysis`` (or anything with ``landmarks`` (468, 3) / (T, 468, 3) in pixels,
+                x right, y down, z MediaPipe's relative depth in pixels; ``iris`` (…, 2, 5, 2)
+                pixels or None; optional ``valid`` (T,) bool and ``image_size`` (H, W))
+    head:       the head model (``template_head()`` or FLAME with a MediaPipe landmark embedding)
+    space:      the motion space (default ``MotionSpace.builtin()``)
+    focal:      focal length in pixels; None: fitted, with a prior centred on a 35° field of view
+                across the longer image side (``default_focal``)
+    smooth:     temporal smoothing weight of eq. 7 (0: none; ~1: mild; video only)
+    keyframes:  frames used to fit identity and camera (stage 1); a single image is one keyframe
+    chunk:      frames fitted together in stage 2 (fixed shape, compiled once)
+    progress:   optional callable(n_done_frames) called after each chunk
+    """
+    space = MotionSpace.builtin() if space is None else space
+    lmk, iris, valid, (h, w), _ = _as_frames(analysis, image_size)
+    t = lmk.shape[0]
+    if not valid.any():
+        raise ValueError("no frame has face landmarks: nothing to encode")
+    model = landmark_model(head, space)
+    iris_c, iris_w = _iris_centres(lmk, iris)
+    iod = np.linalg.norm(lmk[:, OUTER_CANTHI[0], :2] - lmk[:, OUTER_CANTHI[1], :2], axis=-1)
+    iod = np.where(valid & (iod > 1e-3), iod, 1.0).astype(np.float32)
+    f0 = default_focal((h, w)) if focal is None else float(focal)
+    channels = space.dyn + space.pose
+    sigma_x = np.array([SIGMA_GAZE if c.name.startswith("gaze") else SIGMA_LATENT.get(c.unit, 1.0)
+                        for c in channels], np.float32)
+    bounded = np.array([c.unit == "intensity" for c in channels])
+    rng = np.maximum(space.high - space.low, 1e-3).astype(np.float32)
+    st = _Static(dyn=space.dyn_size, size=space.size, num_identity=model.num_identity,
+                 principal=(w / 2.0, h / 2.0), log_focal0=float(np.log(f0)),
+                 # a known focal length gets a prior so tight that it stays put
+                 sigma_log_focal=SIGMA_LOG_FOCAL if focal is None else 1e-4)
+    args = (jnp.asarray(sigma_x), jnp.asarray(space.low), jnp.asarray(space.high), jnp.asarray(bounded))
+
+    def frame_data(ids, mask):
+        return {"lmk": jnp.asarray(lmk[ids, :, :2]), "iris": jnp.asarray(iris_c[ids]),
+                "w_iris": jnp.asarray(iris_w[ids]), "iod": jnp.asarray(iod[ids]),
+                "mask": jnp.asarray(mask, jnp.float32),
+                "target": jnp.zeros((len(ids), st.size), jnp.float32), "range": jnp.broadcast_to(jnp.asarray(rng), (len(ids), st.size))}
+
+    # Stage 1: identity and camera from up to `keyframes` valid frames spread over the clip.
+    good = np.where(valid)[0]
+    n_key = min(keyframes, len(good))
+    key_ids = good[np.round(np.linspace(0, len(good) - 1, n_key)).astype(int)]
+    pad = keyframes if t > 1 else 1
+    key_ids_p = np.concatenate([key_ids, np.full(pad - n_key, key_ids[0])])
+    key_mask = np.arange(pad) < n_key
+    data = frame_data(key_ids_p, key_mask)
+    x_key, g = _fit_joint(model, jnp.asarray(lmk[key_ids_p]), data, st, *args, iters=joint_iters,
+                          smooth_w=0.0)
+
+    # Stage 2: every frame with g fixed. A single image was solved in stage 1 already.
+    if t == 1:
+        xs = [np.asarray(x_key)[:1]]
+        e, ie = _reproject_jit(x_key[:1], g, {k: v[:1] for k, v in data.items()}, model, st)
+        errs, iris_errs = [np.asarray(e)], [np.asarray(ie)]
+    else:
+        xs, errs, iris_errs = [], [], []
+        n_chunk = min(chunk, t)
+        for start in range(0, t, n_chunk):
+            ids = np.arange(start, min(start + n_chunk, t))
+            ids_p = np.concatenate([ids, np.full(n_chunk - len(ids), ids[-1])])
+            mask = np.concatenate([valid[ids], np.zeros(n_chunk - len(ids), bool)])
+            x, e, ie = _fit_frames(model, jnp.asarray(lmk[ids_p]), frame_data(ids_p, mask), g, st, *args,
+                                   iters=frame_iters, smooth_w=float(smooth))
+            xs.append(np.asarray(x)[:len(ids)])
+            errs.append(np.asarray(e)[:len(ids)])
+            iris_errs.append(np.asarray(ie)[:len(ids)])
+            if progress is not None:
+                progress(int(ids[-1]) + 1)
+    x = np.concatenate(xs)
+    g = np.asarray(g)
+    b, log_f, centre = g[:st.num_identity], g[st.num_identity], g[st.num_identity + 1:]
+    # Re-centre (eq. 2): the clip's mean translation moves into the camera's c.
+    tr = slice(space.dyn_size + 3, space.dyn_size + 6)
+    mean_t = x[valid, tr].mean(0)
+    x[:, tr] -= mean_t
+    centre = centre + R_CAMERA @ mean_t
+    viewmat = np.eye(4, dtype=np.float32)
+    viewmat[:3, :3] = R_CAMERA
+    viewmat[:3, 3] = centre
+    fpx = float(np.exp(log_f))
+    kmat = np.array([[fpx, 0, w / 2.0], [0, fpx, h / 2.0], [0, 0, 1]], np.float32)
+    identity = np.einsum("vck,k->vc", np.asarray(model.basis), b)
+    identity = identity.reshape(-1) if head.shapedirs is None else _flame_shape(head, b)
+    return MotionFit(latents=x.astype(np.float32), identity=identity.astype(np.float32),
+                     identity_coefficients=b.astype(np.float32), K=kmat, viewmat=viewmat,
+                     image_size=(h, w), residuals_px=np.concatenate(errs),
+                     iris_residuals_px=np.concatenate(iris_errs) * (iris_w > 0), iod_px=iod, valid=valid)
+
+
+def _flame_shape(head: HeadModel, b: np.ndarray) -> np.ndarray:
+    out = np.zeros(head.num_shape, np.float32)
+    out[:len(b)] = b
+    return out
