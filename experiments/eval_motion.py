@@ -36,7 +36,8 @@ import ml_collections
 import numpy as np
 
 from vasa3d_jax.motion import DEFAULT_MODEL, generate, load_generator, stream
-from vasa3d_jax.motion.data import SAMPLE_RATE, fit_length, list_clips, load_clip, speech_feature_fn
+from vasa3d_jax.constants import SAMPLE_RATE
+from vasa3d_jax.motion.data import fit_length, list_clips, load_clip, speech_feature_fn
 from vasa3d_jax.motion.dit import DiTConfig, init_params
 from vasa3d_jax.motion.sample import MotionGenerator
 

@@ -33,9 +33,12 @@ import numpy as np
 from flax import traverse_util
 
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
+from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.avatar.render import render_frames
+from vasa3d_jax.camera import orbit_camera
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
-from vasa3d_jax.fit import losses, sds, trainer
+from vasa3d_jax.fit import losses, trainer
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, intrinsics, look_at
@@ -105,11 +108,11 @@ def sample_latents(space: MotionSpace, n: int, rng: np.random.Generator) -> np.n
 
 
 def cameras(size: int, centre: np.ndarray, azimuths, elevations):
-    """World->camera matrices orbiting the head centre (sds.orbit_camera) and shared intrinsics."""
+    """World->camera matrices orbiting the head centre (camera.orbit_camera) and shared intrinsics."""
     base = look_at(centre + np.array([0.0, 0.0, CAMERA_DISTANCE]), centre)
     K = np.asarray(intrinsics(FOCAL_PER_PIXEL * size, FOCAL_PER_PIXEL * size, size / 2, size / 2))
     cam = Camera(viewmat=base, K=jnp.asarray(K), width=size, height=size)
-    views = [np.asarray(sds.orbit_camera(cam, math.radians(a), math.radians(e), centre).viewmat)
+    views = [np.asarray(orbit_camera(cam, math.radians(a), math.radians(e), centre).viewmat)
              for a, e in zip(azimuths, elevations)]
     return np.stack(views).astype(np.float32), np.repeat(K[None], len(views), 0).astype(np.float32)
 
@@ -120,22 +123,22 @@ def main(preset: str, workdir: pathlib.Path) -> dict:
     head, space = template_head(), MotionSpace.builtin()
     avatar = GaussianAvatar(head, space, fit_cfg.avatar)
     gt = ground_truth(avatar, head, cfg["gt_seed"])
-    apply = jax.jit(avatar.apply)
+    truth = Avatar(avatar, gt)
     v = np.asarray(head.v_template)
     centre = ((v.min(0) + v.max(0)) / 2).astype(np.float32)
     rng = np.random.default_rng(cfg["gt_seed"])
     size, n, m = cfg["size"], cfg["train"], cfg["heldout"]
 
     jitter = rng.uniform(-JITTER_DEG, JITTER_DEG, (2, n))
-    train = fit_data.render_dataset(apply, gt, sample_latents(space, n, rng),
+    train = fit_data.render_dataset(truth, sample_latents(space, n, rng),
                                     *cameras(size, centre, jitter[0], jitter[1]), size, size, centre,
                                     fit_cfg.background)
     held_x = sample_latents(space, m, rng)
     held_views = cameras(size, centre, np.zeros(m), np.zeros(m))
-    heldout = fit_data.render_dataset(apply, gt, held_x, *held_views, size, size, centre, fit_cfg.background)
+    heldout = fit_data.render_dataset(truth, held_x, *held_views, size, size, centre, fit_cfg.background)
     novel_x = sample_latents(space, m, rng)
     side = np.where(np.arange(m) % 2 == 0, NOVEL_AZIMUTH_DEG, -NOVEL_AZIMUTH_DEG)
-    novel = fit_data.render_dataset(apply, gt, novel_x, *cameras(size, centre, side, np.zeros(m)),
+    novel = fit_data.render_dataset(truth, novel_x, *cameras(size, centre, side, np.zeros(m)),
                                     size, size, centre, fit_cfg.background)
 
     t0 = time.perf_counter()
@@ -143,14 +146,14 @@ def main(preset: str, workdir: pathlib.Path) -> dict:
     wall = time.perf_counter() - t0
 
     def score(ds: fit_data.FitDataset) -> dict:
-        images = trainer.render_frames(result.avatar, result.params, ds.latents, ds.camera(slice(None)),
-                                       fit_cfg.background)
+        images = render_frames(Avatar(result.avatar, result.params), ds.latents, ds.camera(slice(None)),
+                               fit_cfg.background)
         return {k: round(v, 4) for k, v in trainer.image_metrics(images, ds.frames).items()}
 
     # The untrained avatar's scores show how much fitting did.
     start = jax.jit(avatar.init)(jax.random.key(fit_cfg.seed), region_colors(head))
-    base_imgs = trainer.render_frames(avatar, start, heldout.latents, heldout.camera(slice(None)),
-                                      fit_cfg.background)
+    base_imgs = render_frames(Avatar(avatar, start), heldout.latents, heldout.camera(slice(None)),
+                              fit_cfg.background)
     return {"preset": preset, "steps": result.steps, "wall_s": round(wall, 1),
             "heldout_motion": score(heldout), "novel_view": score(novel),
             "before_fit_heldout_psnr": round(trainer.image_metrics(base_imgs, heldout.frames)["psnr"], 2),

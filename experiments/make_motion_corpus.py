@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from vasa3d_jax.constants import SAMPLE_RATE
 from vasa3d_jax.motion import synthetic
 
 
@@ -46,7 +47,7 @@ def _write(job: tuple[str, dict]) -> dict:
         synthetic.save_clip(path, synthetic.make_clip(synthetic.ClipSpec(**spec)))
     with np.load(path) as clip:
         n = len(clip["audio"])
-    return dict(file=path.name, seconds=n / synthetic.SAMPLE_RATE, **spec)
+    return dict(file=path.name, seconds=n / SAMPLE_RATE, **spec)
 
 
 def main(config: ml_collections.ConfigDict) -> None:

@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 from test_pipeline import SIZE, tiny_generator
 
-from vasa3d_jax import cli, demo, pipeline
+from vasa3d_jax import cli, demo
+from vasa3d_jax.avatar.template import template_avatar
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
 
 def test_demo_writes_a_talking_turntable(tmp_path, capsys, monkeypatch):
@@ -34,7 +36,7 @@ def test_missing_espeak_is_explained(monkeypatch):
 
 def test_synthesized_speech_is_audio():
     wav = demo.synthesize("Hello.")
-    assert wav.dtype == np.float32 and 0.3 < wav.shape[0] / pipeline.SAMPLE_RATE < 3
+    assert wav.dtype == np.float32 and 0.3 < wav.shape[0] / SAMPLE_RATE < 3
     assert np.abs(wav).max() > 0.05
 
 
@@ -42,7 +44,7 @@ def test_synthesized_speech_is_audio():
 def test_demo_with_the_shipped_model_moves_the_mouth(tmp_path):
     summary = demo.run(tmp_path, size=SIZE)
     motion = np.load(tmp_path / "motion.npy")
-    opening = np.asarray(pipeline.template_avatar().space.mouth_open(motion))
-    assert summary["frames"] == len(motion) == int(np.ceil(summary["audio_s"] * pipeline.FPS))
+    opening = np.asarray(template_avatar().space.mouth_open(motion))
+    assert summary["frames"] == len(motion) == int(np.ceil(summary["audio_s"] * FPS))
     # Speech opens and closes the mouth: a wide spread of openings over the sentence.
     assert opening.max() > 0.4 and opening.min() < 0.1, (opening.min(), opening.max())

@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vasa3d_jax import cli, pipeline
+from vasa3d_jax import camera, cli, pipeline
+from vasa3d_jax.avatar.io import Avatar, load_avatar, save_avatar
+from vasa3d_jax.avatar.render import FrameRenderer
+from vasa3d_jax.avatar.template import template_avatar
+from vasa3d_jax.camera import CameraPath
 from vasa3d_jax.motion import MotionGenerator, SamplerConfig
 from vasa3d_jax.motion.data import Stats
 from vasa3d_jax.motion.dit import DiTConfig, init_params
@@ -24,7 +28,7 @@ SIZE = 64
 TINY = DiTConfig(feature_size=80, window=20, context=4, num_layers=1, width=32, num_heads=2)
 FAST = SamplerConfig(steps=2)
 # A close-up of the lower face, so the mouth spans many pixels at SIZE.
-MOUTH_VIEW = pipeline.CameraPath("front", distance=0.25, pivot=(0.0, -0.04, 0.0))
+MOUTH_VIEW = CameraPath("front", distance=0.25, pivot=(0.0, -0.04, 0.0))
 GREEN, RED = (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)
 
 
@@ -39,7 +43,7 @@ def tiny_generator(seed: int = 0) -> MotionGenerator:
 
 @pytest.fixture(scope="session")
 def avatar():
-    return pipeline.template_avatar()
+    return template_avatar()
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +100,7 @@ def _palette(avatar):
     per_face = np.where(inner[:, None], GREEN, RED).astype(np.float32)
     g = params["gaussians"]
     colors = jnp.asarray(per_face)[params["binding"].parent]
-    return pipeline.Avatar(avatar.model, {**params, "gaussians": g.replace(colors=colors)})
+    return Avatar(avatar.model, {**params, "gaussians": g.replace(colors=colors)})
 
 
 def _mouth_pixels(image):
@@ -119,12 +123,12 @@ def test_motion_drives_the_mouth(avatar):
 
 def test_camera_paths():
     n, size = 6, SIZE
-    orbit = pipeline.CameraPath.parse("orbit")
+    orbit = CameraPath.parse("orbit")
     cams = orbit.cameras(range(n + 1), size, total=n)
     views = np.asarray(cams.viewmat)
-    pivot = np.asarray(pipeline.PIVOT)
+    pivot = np.asarray(camera.PIVOT)
     centres = np.stack([-v[:3, :3].T @ v[:3, 3] for v in views])
-    np.testing.assert_allclose(np.linalg.norm(centres - pivot, axis=1), pipeline.DISTANCE, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(centres - pivot, axis=1), camera.DISTANCE, rtol=1e-5)
     # The pivot projects to the image centre in every view.
     for v in views:
         p = v[:3, :3] @ pivot + v[:3, 3]
@@ -132,12 +136,12 @@ def test_camera_paths():
         np.testing.assert_allclose(uv[:2], size / 2, atol=1e-3)
     assert len({tuple(np.round(v, 5).ravel()) for v in views[:n]}) == n  # n distinct views per turn
     np.testing.assert_allclose(views[n], views[0], atol=1e-5)  # and the turn closes
-    front = np.asarray(pipeline.CameraPath.parse("front").cameras(range(n), size, total=n).viewmat)
+    front = np.asarray(CameraPath.parse("front").cameras(range(n), size, total=n).viewmat)
     assert len({tuple(np.round(v, 5).ravel()) for v in front}) == 1
     np.testing.assert_allclose(centres[0], pivot + [0, math.sin(math.radians(10)) * 0.6,
                                                    math.cos(math.radians(10)) * 0.6], atol=1e-5)
-    side = pipeline.CameraPath.parse("az=90,el=0")
-    assert side == pipeline.CameraPath.parse((90, 0)) == pipeline.CameraPath.static(90.0, 0.0)
+    side = CameraPath.parse("az=90,el=0")
+    assert side == CameraPath.parse((90, 0)) == CameraPath.static(90.0, 0.0)
     v = np.asarray(side.viewmat(0, None))
     np.testing.assert_allclose(-v[:3, :3].T @ v[:3, 3], pivot + [0.6, 0, 0], atol=1e-5)
 
@@ -151,15 +155,15 @@ def test_orbit_renders_distinct_views(avatar):
 
 def test_overflow_resizes_or_raises(avatar):
     x = np.zeros(avatar.space.size, np.float32)
-    path = pipeline.CameraPath.parse("front")
-    ok = pipeline.FrameRenderer(avatar, SIZE)
+    path = CameraPath.parse("front")
+    ok = FrameRenderer(avatar, SIZE)
     ok.prepare(None, path, 1)
     reference = ok(x, path.viewmat(0, 1))
-    strict = pipeline.FrameRenderer(avatar, SIZE, on_overflow="raise")
+    strict = FrameRenderer(avatar, SIZE, on_overflow="raise")
     strict.capacity = 64
     with pytest.raises(RuntimeError, match="capacity is 64"):
         strict(x, path.viewmat(0, 1))
-    grows = pipeline.FrameRenderer(avatar, SIZE)
+    grows = FrameRenderer(avatar, SIZE)
     grows.capacity = 64
     np.testing.assert_allclose(grows(x, path.viewmat(0, 1)), reference, atol=1e-6)
     assert grows.resizes == 1 and grows.capacity == ok.capacity
@@ -176,24 +180,24 @@ def test_stream_yields_frames_per_window(talker, speech_wav):
 
 
 def test_avatar_file_roundtrip(avatar, tmp_path):
-    path = pipeline.save_avatar(avatar, tmp_path / "me")
-    loaded = pipeline.load_avatar(path, head=avatar.model.head)
+    path = save_avatar(avatar, tmp_path / "me")
+    loaded = load_avatar(path)
     assert loaded.model.config == avatar.model.config and loaded.space == avatar.space
     for a, b in zip(jax.tree.leaves(avatar.params), jax.tree.leaves(loaded.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileNotFoundError, match="save_avatar"):
-        pipeline.load_avatar(tmp_path / "nope.npz")
+        load_avatar(tmp_path / "nope.npz")
 
 
 def test_bad_inputs_are_explained(talker, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="missing.wav"):
         talker.speak(tmp_path / "missing.wav")
     with pytest.raises(ValueError, match="'front', 'orbit' or 'az=DEG,el=DEG'"):
-        pipeline.CameraPath.parse("sideways")
+        CameraPath.parse("sideways")
     with pytest.raises(ValueError, match="between -90 and 90"):
-        pipeline.CameraPath.parse("az=0,el=95")
+        CameraPath.parse("az=0,el=95")
     with pytest.raises(ValueError, match="even number"):
-        pipeline.FrameRenderer(talker.avatar, 33)
+        FrameRenderer(talker.avatar, 33)
     with pytest.raises(ValueError, match="expected"):
         list(pipeline.render_motion(talker.avatar, np.zeros((0, 28)), "front", SIZE))
     assert cli.main(["speak", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path)]) == 2

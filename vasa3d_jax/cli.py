@@ -52,12 +52,15 @@ def _speak(args) -> int:
     import jax
 
     from vasa3d_jax import pipeline
+    from vasa3d_jax.avatar.io import load_avatar
+    from vasa3d_jax.avatar.template import template_avatar
+    from vasa3d_jax.camera import CameraPath
     from vasa3d_jax.motion import load_default_model
 
     t0 = time.perf_counter()
-    path = pipeline.CameraPath.parse(args.camera)  # bad specs fail before any model loads
+    path = CameraPath.parse(args.camera)  # bad specs fail before any model loads
     wav = pipeline.load_waveform(args.audio)
-    avatar = pipeline.load_avatar(args.avatar) if args.avatar else pipeline.template_avatar()
+    avatar = load_avatar(args.avatar) if args.avatar else template_avatar()  # the file carries its head
     talker = pipeline.Talker(avatar, load_default_model(), size=args.size)
     speech = talker.speak(wav, camera_path=path, key=jax.random.key(args.seed))
     return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audio", required=True, help="speech file (wav, flac, mp3, m4a, ...)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--avatar", default=None,
-                   help="avatar file from vasa3d_jax.pipeline.save_avatar (default: the built-in template head)")
+                   help="avatar file from vasa3d_jax.avatar.io.save_avatar, any head (default: the built-in template head)")
     p.add_argument("--camera", default="front", help="'front', 'orbit' or 'az=DEG,el=DEG' (default front)")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")

@@ -5,8 +5,8 @@ camera that orbits it while it talks.
 
 Steps: (1) espeak-ng speaks ``SENTENCE`` into a 16 kHz waveform; (2) the shipped motion generator
 turns the speech into motion latents at 25 fps (``vasa3d_jax.motion``); (3) the template Gaussian head
-with the procedural skin colouring (``pipeline.template_avatar``) follows the motion; (4) each frame
-is rendered from the orbit camera (one turn over the clip, ``pipeline.CameraPath``); (5)
+with the procedural skin colouring (``avatar.template.template_avatar``) follows the motion; (4) each frame
+is rendered from the orbit camera (one turn over the clip, ``camera.CameraPath``); (5)
 ``talking_turntable.mp4`` (with the sound track), ``contact_sheet.png`` and ``motion.npy`` are
 written to the output folder.
 """
@@ -23,6 +23,9 @@ import jax
 import numpy as np
 
 from vasa3d_jax import pipeline
+from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.avatar.template import template_avatar
+from vasa3d_jax.camera import CameraSpec
 from vasa3d_jax.motion import MotionGenerator, load_default_model
 
 # About 5 s at espeak-ng's default 175 words per minute: 125 frames, ~2-3 minutes on 2 CPU cores.
@@ -47,10 +50,10 @@ def synthesize(text: str, voice: str = VOICE) -> np.ndarray:
 
 
 def run(out_dir: str | os.PathLike, *, text: str | None = None, size: int = 256, seed: int = 0,
-        generator: MotionGenerator | None = None, avatar: pipeline.Avatar | None = None,
-        camera: pipeline.CameraSpec = "orbit") -> dict:
+        generator: MotionGenerator | None = None, avatar: Avatar | None = None,
+        camera: CameraSpec = "orbit") -> dict:
     """Runs steps (1)-(5) (``text`` None: ``SENTENCE``); returns the summary (paths, frames, fps, wall time)."""
     text = SENTENCE if text is None else text
-    talker = pipeline.Talker(avatar or pipeline.template_avatar(), generator or load_default_model(), size=size)
+    talker = pipeline.Talker(avatar or template_avatar(), generator or load_default_model(), size=size)
     speech = talker.speak(synthesize(text), camera_path=camera, key=jax.random.key(seed))
     return {"text": text, **pipeline.save_speech(speech, out_dir, "talking_turntable.mp4")}

@@ -22,6 +22,8 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from vasa3d_jax.constants import FPS
+
 # py-feat 2.1.5, feat/resources/au_to_mesh_pls_v4.npz: au_columns (their order is the channel order).
 ACTION_UNITS = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
@@ -46,7 +48,7 @@ class MotionSpace:
 
     dyn: tuple[Channel, ...]  # z_dyn channels
     pose: tuple[Channel, ...]  # z_pose channels: rot_x, rot_y, rot_z (axis-angle, rad), tx, ty, tz (m)
-    fps: float = 25.0  # motion frames per second
+    fps: float = float(FPS)  # motion frames per second
     mouth_weights: tuple[float, ...] | None = None  # linear readout of mouth opening from z_dyn
 
     # ---- construction -------------------------------------------------------------------------
@@ -71,6 +73,23 @@ class MotionSpace:
         dyn = tuple(Channel(f"z{i}", -3.0, 3.0) for i in range(dyn_size))
         return cls(dyn=dyn, pose=_pose_channels(),
                    mouth_weights=None if mouth_weights is None else tuple(map(float, mouth_weights)))
+
+    # ---- serialisation (the one JSON form, used by avatar and motion-model files) ----------------
+    def to_json(self) -> str | dict:
+        """``"builtin"`` for the built-in space, else ``{"dyn_size", "mouth_weights"}`` (a learned code)."""
+        if self == MotionSpace.builtin():
+            return "builtin"
+        return {"dyn_size": self.dyn_size, "mouth_weights": self.mouth_weights}
+
+    @classmethod
+    def from_json(cls, value: str | dict) -> "MotionSpace":
+        """Inverse of ``to_json``."""
+        if value == "builtin":
+            return cls.builtin()
+        if not isinstance(value, dict) or "dyn_size" not in value:
+            raise ValueError(f"not a MotionSpace description: {value!r}; expected 'builtin' or "
+                             "{'dyn_size': ..., 'mouth_weights': ...} as MotionSpace.to_json writes")
+        return cls.learned(value["dyn_size"], value.get("mouth_weights"))
 
     # ---- sizes and slices ---------------------------------------------------------------------
     @property

@@ -51,6 +51,11 @@ def shard_batch(tree: Any, mesh: jax.sharding.Mesh) -> Any:
     return jax.device_put(tree, batch_sharded(mesh))
 
 
-def data_parallel(fn: Callable, mesh: jax.sharding.Mesh, in_specs: Any, out_specs: Any) -> Callable:
-    """``jax.shard_map(fn)`` over ``mesh``; specs use ``P()`` (replicated) and ``P("data")``."""
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+def data_parallel(fn: Callable, mesh: jax.sharding.Mesh, in_specs: Any, out_specs: Any, *,
+                  check_vma: bool = True) -> Callable:
+    """``jax.shard_map(fn)`` over ``mesh``; specs use ``P()`` (replicated) and ``P("data")``.
+
+    check_vma=False turns off shard_map's varying-axis check, for bodies (e.g. the renderer's
+    ``lax.scan`` from constant carries) it rejects although their outputs are replicated by explicit
+    ``pmean``/``psum`` reductions."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=check_vma)

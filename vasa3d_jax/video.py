@@ -14,6 +14,8 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
+
 __all__ = ["to_uint8", "save_png", "contact_sheet", "write_mp4"]
 
 
@@ -49,8 +51,8 @@ def contact_sheet(frames, columns: int | None = None, pad: int = 2, background: 
     return sheet
 
 
-def write_mp4(path, frames: Iterable, fps: float = 25.0, audio: np.ndarray | None = None,
-              sample_rate: int = 16000, crf: int = 18) -> pathlib.Path:
+def write_mp4(path, frames: Iterable, fps: float = FPS, audio: np.ndarray | None = None,
+              sample_rate: int = SAMPLE_RATE, crf: int = 18) -> pathlib.Path:
     """Encode frames ((H, W, 3) floats in [0, 1], any iterable) to an H.264 MP4 with PyAV.
 
     ``audio`` (a float waveform in [-1, 1] at ``sample_rate``) is muxed as an AAC sound track.

@@ -1,8 +1,9 @@
-"""Differentiable tile compositing of splatted Gaussians: a pure-JAX reference (the CPU path) and
-Pallas kernels with the same contract, bound into one ``custom_vjp`` by ``rasterize``."""
+"""Differentiable tile compositing of splatted Gaussians: the tuned pure-JAX path (``xla.py``, the default) and
+Pallas kernels with the same contract, bound into one ``custom_vjp`` by ``rasterize``; ``reference.py``
+is the obviously correct oracle they are tested against (the dense renderer)."""
 
 from vasa3d_jax.kernels.splat.api import rasterize
 from vasa3d_jax.kernels.splat.config import DEFAULT_CONFIG, SplatConfig, default_config
-from vasa3d_jax.kernels.splat.reference import rasterize_bwd_ref, rasterize_fwd_ref
+from vasa3d_jax.kernels.splat.xla import rasterize_bwd_xla, rasterize_fwd_xla
 
-__all__ = ["rasterize", "rasterize_fwd_ref", "rasterize_bwd_ref", "SplatConfig", "DEFAULT_CONFIG", "default_config"]
+__all__ = ["rasterize", "rasterize_fwd_xla", "rasterize_bwd_xla", "SplatConfig", "DEFAULT_CONFIG", "default_config"]

@@ -1,6 +1,6 @@
 """``rasterize``: differentiable tile compositing with an ``implementation=`` switch.
 
-The forward and backward halves live in ``reference.py`` (pure JAX, the CPU path) and in
+The forward and backward halves live in ``xla.py`` (pure JAX, the tuned XLA path) and in
 ``pallas_fwd.py`` / ``pallas_bwd.py`` (Pallas; ``interpret=True`` off GPU). They are bound here into
 one ``jax.custom_vjp`` (``_fwd`` saves the inputs, T_final and n_contrib; ``_bwd`` runs the
 hand-written back-to-front pass), so autodiff never traces through the compositing loop.
@@ -14,7 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from vasa3d_jax.kernels.splat import reference
+from vasa3d_jax.kernels.splat import xla
 from vasa3d_jax.kernels.splat.config import SplatConfig, default_config
 
 IMPLEMENTATIONS = ("xla", "pallas")
@@ -35,7 +35,7 @@ def _pallas_backend() -> str:
 def _halves(implementation: str):
     """(forward, backward) functions with the reference signatures for ``implementation``."""
     if implementation == "xla":
-        return reference.rasterize_fwd_ref, reference.rasterize_bwd_ref
+        return xla.rasterize_fwd_xla, xla.rasterize_bwd_xla
     try:
         from vasa3d_jax.kernels.splat import pallas_bwd, pallas_fwd
     except ImportError as err:
@@ -79,7 +79,7 @@ def _make_rasterize(width: int, height: int, tile_size: int, implementation: str
 def rasterize(means2d, conics, opacities, colors, background, isect_gids, tile_offsets, *,
               width: int, height: int, tile_size: int | None = None, implementation: str = "xla",
               config: SplatConfig | None = None, with_n_contrib: bool = True):
-    """Composite sorted Gaussians into an image (contract: ``reference.py``), differentiably.
+    """Composite sorted Gaussians into an image (contract: ``xla.py``), differentiably.
 
     Returns out (H, W, D) = C + T bg, alpha (H, W) = 1 - T_final, n_contrib (H, W) int32. Gradients
     flow to means2d, conics, opacities, colors and background through the hand-written backward.
@@ -92,7 +92,7 @@ def rasterize(means2d, conics, opacities, colors, background, isect_gids, tile_o
     tile_size = tile_size or config.tile_size
     if tile_size != config.tile_size:
         config = dataclasses.replace(config, tile_size=tile_size)
-    reference.check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
+    xla.check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
                            width=width, height=height, tile_size=tile_size)
     fn = _make_rasterize(width, height, tile_size, implementation, config, with_n_contrib)
     return fn(means2d, conics, opacities, colors, jnp.asarray(background, colors.dtype),

@@ -6,7 +6,7 @@ evaluates all pixels of the tile, so smaller tiles waste less work around small 
 forward and backward on the 5k_256 benchmark scene; the image does not depend on the tile size,
 ``reference/splatting.md`` 1.4; 4- and 16-pixel tiles were slower on the 20k_512 scene); rounds of
 16 steps, 8 entries per loop iteration forward and 2 backward, and windows of up to 256 tiles for the XLA path
-(``reference.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
+(``xla.py`` says what they mean; tuned on ``experiments/bench_render.py``'s scenes).
 """
 
 from __future__ import annotations

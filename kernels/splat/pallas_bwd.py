@@ -145,7 +145,7 @@ def rasterize_bwd_pallas(means2d, conics, opacities, colors, background, isect_g
                          height: int, tile_size: int, interpret: bool = False,
                          backend: common.Backend = "triton", num_warps: int | None = None,
                          num_stages: int | None = None):
-    """Gradients of ``rasterize_fwd_pallas``; same contract as ``rasterize_bwd_ref``.
+    """Gradients of ``rasterize_fwd_pallas``; same contract as ``rasterize_bwd_xla``.
 
     Args:
       means2d, conics, opacities, colors, background, isect_gids, tile_offsets: the forward

@@ -32,11 +32,11 @@ from typing import Any, Callable, Literal
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
+
 Backend = Literal["mosaic_gpu", "triton"]
 BACKENDS: tuple[str, ...] = ("mosaic_gpu", "triton")
 
-ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat 1.5.3: ALPHA_THRESHOLD, skip alpha < 1/255
-MAX_ALPHA = 0.999  # gsplat 1.5.3: alpha = min(0.999, o * exp(-sigma)) (0.99 after 1.5.3)
 TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3: stop when T_next <= 1e-4, that Gaussian excluded
 # Per-pixel counts ride in float32 registers (Mosaic GPU loses integer signedness through loop
 # carries), exact for integers up to 2^24.

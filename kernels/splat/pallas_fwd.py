@@ -115,7 +115,7 @@ def rasterize_fwd_pallas(means2d, conics, opacities, colors, background, isect_g
                          interpret: bool = False, backend: common.Backend = "triton",
                          chunk_size: int = 32, num_warps: int | None = None,
                          num_stages: int | None = None):
-    """Front-to-back compositing with the Pallas kernel; same contract as ``rasterize_fwd_ref``.
+    """Front-to-back compositing with the Pallas kernel; same contract as ``rasterize_fwd_xla``.
 
     Args:
       means2d: (N, 2) projected centres in pixels.

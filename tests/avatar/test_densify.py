@@ -130,11 +130,6 @@ def test_reset_opacity():
     np.testing.assert_allclose(o, [jax.nn.sigmoid(-6.0), 0.01, 0.01], rtol=1e-5)
 
 
-def test_camera_extent():
-    eyes = [(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -1.0)]
-    views = np.stack([np.asarray(look_at(e, (0.0, 0.0, 0.0))) for e in eyes])
-    assert abs(dns.camera_extent(views) - 1.1) < 1e-5
-    with pytest.raises(ValueError, match="extent"):
-        dns.camera_extent(views[:1])
+def test_densify_config_needs_extent():
     with pytest.raises(ValueError, match="positive scene extent"):
         dns.DensifyConfig(extent=0.0)

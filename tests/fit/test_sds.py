@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from vasa3d_jax import camera as cameras
 from vasa3d_jax.fit import sds
 from vasa3d_jax.render.types import Camera
 
@@ -106,8 +107,8 @@ def _project(cam, p):
 
 def test_mirror_camera_flips_the_reflected_scene():
     cam = _camera()
-    mirrored = sds.mirror_camera(sds.orbit_camera(cam, 0.3, -0.1, jnp.zeros(3)))
-    base = sds.orbit_camera(cam, 0.3, -0.1, jnp.zeros(3))
+    mirrored = cameras.mirror_camera(cameras.orbit_camera(cam, 0.3, -0.1, jnp.zeros(3)))
+    base = cameras.orbit_camera(cam, 0.3, -0.1, jnp.zeros(3))
     for p in jax.random.normal(jax.random.PRNGKey(0), (5, 3)) * 0.1:
         uv, z = _project(base, p)
         uv_m, z_m = _project(mirrored, p * jnp.array([-1.0, 1.0, 1.0]))
@@ -120,13 +121,13 @@ def test_mirror_camera_flips_the_reflected_scene():
 def test_orbit_camera_keeps_the_pivot_and_rotates_about_it():
     cam = _camera()
     pivot = jnp.array([0.0, 0.02, -0.01])
-    orbit = sds.orbit_camera(cam, jnp.deg2rad(90.0), 0.0, pivot)
+    orbit = cameras.orbit_camera(cam, jnp.deg2rad(90.0), 0.0, pivot)
     np.testing.assert_allclose(np.asarray(_project(orbit, pivot)[0]), np.asarray(_project(cam, pivot)[0]), atol=1e-4)
     # A point in front of the pivot (+z, the face) moves to +x of the pivot after a 90° yaw.
     uv, _ = _project(orbit, pivot + jnp.array([0.0, 0.0, 0.05]))
     uv_ref, _ = _project(cam, pivot + jnp.array([0.05, 0.0, 0.0]))
     np.testing.assert_allclose(np.asarray(uv), np.asarray(uv_ref), atol=1e-4)
-    np.testing.assert_allclose(np.asarray(sds.orbit_camera(cam, 0.0, 0.0, pivot).viewmat),
+    np.testing.assert_allclose(np.asarray(cameras.orbit_camera(cam, 0.0, 0.0, pivot).viewmat),
                                np.asarray(cam.viewmat), atol=1e-6)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from vasa3d_jax import parallel
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
+from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
 from vasa3d_jax.fit import losses, trainer
@@ -76,7 +77,7 @@ def setup():
     x[:, space.index("rot_x"):space.index("rot_x") + 3] = rng.normal(0, 0.2, (n, 3))
     view = np.asarray(look_at((0.0, 0.0, 0.5), (0.0, 0.0, 0.0)))
     K = np.asarray(intrinsics(2.0 * SIZE, 2.0 * SIZE, SIZE / 2, SIZE / 2))
-    data = fit_data.render_dataset(jax.jit(avatar.apply), gt, x, np.repeat(view[None], n, 0),
+    data = fit_data.render_dataset(Avatar(avatar, gt), x, np.repeat(view[None], n, 0),
                                    np.repeat(K[None], n, 0), SIZE, SIZE, np.zeros(3))
     loss = losses.LossConfig(lpips=0.0, consistency=0.0, adversarial=0.0, sharpening=0.0,
                              symmetry=0.05, main_steps=STEPS, sharpen_steps=0)
@@ -191,3 +192,18 @@ def test_densification_grows_the_model_during_the_fit(setup, cpu_devices, tmp_pa
     assert len(reports) == 2 and reports[0]["num_cloned"] > 0 and reports[0]["overflow"] == 0
     assert int(np.sum(result.params["binding"].active)) > head.num_faces
     assert all(r["finite"] == 1.0 for r in rows if "finite" in r)
+
+
+def test_too_small_capacity_is_reported_and_recovered(setup, cpu_devices, tmp_path, uninterrupted):
+    """(10): a step whose renders overflow is logged, not applied, and redone at a larger capacity,
+    so the fit equals the one that started with a measured capacity."""
+    result = _fit(setup, tmp_path, cpu_devices[:1], stop_after=2, isect_capacity=64)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    resized = [r for r in rows if "isect_overflow" in r and "loss" not in r]
+    assert len(resized) == 1 and resized[0]["step"] == 1 and resized[0]["isect_overflow"] > 0
+    assert resized[0]["isect_capacity"] > 64
+    steps = [r for r in rows if "loss" in r]
+    assert [r["isect_overflow"] for r in steps] == [0.0, 0.0] and result.steps == 2
+    reference = [json.loads(line) for line in (uninterrupted.workdir / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose([r["loss"] for r in steps], [r["loss"] for r in reference if "loss" in r][:2],
+                               rtol=1e-6)

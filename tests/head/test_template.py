@@ -11,7 +11,7 @@ import pytest
 from vasa3d_jax.head import JOINTS, template_head
 from vasa3d_jax.head import geometry
 from vasa3d_jax.head import template as template_lib
-from vasa3d_jax.head.lbs import rodrigues
+from vasa3d_jax.geometry import rodrigues
 from vasa3d_jax.motion_space import ACTION_UNITS
 
 

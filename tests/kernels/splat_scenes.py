@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat 1.5.3
-MAX_ALPHA = 0.999  # gsplat 1.5.3
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
+
 T_THRESHOLD = 1e-4  # gsplat 1.5.3
 
 

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vasa3d_jax.kernels.splat import api, pallas_bwd, pallas_fwd, reference
-from vasa3d_jax.render import dense
+from vasa3d_jax.kernels.splat import api, pallas_bwd, pallas_fwd, reference, xla
 
 from splat_scenes import bin_scene, make_scene, numpy_composite_bwd, numpy_composite_fwd
 
@@ -62,18 +61,18 @@ def _bwd(height, width, tile_size, interpret, backend):
                                      tile_size=tile_size, interpret=interpret, backend=backend))
 
 
-_dense = jax.jit(functools.partial(dense.dense_composite, width=W, height=H))
+_dense = jax.jit(functools.partial(reference.composite_ref, width=W, height=H))
 
 
 @functools.lru_cache(maxsize=None)
 def _fwd_ref(height, width, tile_size):
-    return jax.jit(functools.partial(reference.rasterize_fwd_ref, width=width, height=height,
+    return jax.jit(functools.partial(xla.rasterize_fwd_xla, width=width, height=height,
                                      tile_size=tile_size))
 
 
 @functools.lru_cache(maxsize=None)
 def _bwd_ref(height, width, tile_size):
-    return jax.jit(functools.partial(reference.rasterize_bwd_ref, width=width, height=height,
+    return jax.jit(functools.partial(xla.rasterize_bwd_xla, width=width, height=height,
                                      tile_size=tile_size))
 
 

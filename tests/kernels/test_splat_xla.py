@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vasa3d_jax.kernels.splat import reference
+from vasa3d_jax.kernels.splat import xla
 from vasa3d_jax.kernels.splat.config import SplatConfig
 
 from splat_scenes import numpy_composite_fwd
@@ -56,8 +56,8 @@ def test_schedule_does_not_change_results(steps, unroll, bwd_unroll, window):
     scene, _, gids, offsets = _build("opaque")
     args = _args(scene, gids, offsets)
     cfg = SplatConfig(tile_size=TS, steps=steps, unroll=unroll, bwd_unroll=bwd_unroll, window=window)
-    fwd = jax.jit(functools.partial(reference.rasterize_fwd_ref, width=W, height=H, tile_size=TS, config=cfg))
-    bwd = jax.jit(functools.partial(reference.rasterize_bwd_ref, width=W, height=H, tile_size=TS, config=cfg))
+    fwd = jax.jit(functools.partial(xla.rasterize_fwd_xla, width=W, height=H, tile_size=TS, config=cfg))
+    bwd = jax.jit(functools.partial(xla.rasterize_bwd_xla, width=W, height=H, tile_size=TS, config=cfg))
     got, want = fwd(*args), _fwd_ref(H, W, TS)(*args)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
@@ -73,7 +73,7 @@ def test_forward_without_n_contrib_gives_the_same_image():
 
     scene, _, gids, offsets = _build("random")
     args = _args(scene, gids, offsets)
-    lean = jax.jit(functools.partial(reference.rasterize_fwd_ref, width=W, height=H, tile_size=TS, with_n_contrib=False))
+    lean = jax.jit(functools.partial(xla.rasterize_fwd_xla, width=W, height=H, tile_size=TS, with_n_contrib=False))
     got, want = lean(*args), _fwd_ref(H, W, TS)(*args)
     np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
     np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))

@@ -6,7 +6,9 @@ import re
 import numpy as np
 import pytest
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion import synthetic
+from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
 SPACE = MotionSpace.builtin()
@@ -30,7 +32,7 @@ def spoken():
 
 def test_phoneme_events_align_with_the_audio(spoken):
     audio, phonemes = spoken
-    sr = synthetic.SAMPLE_RATE
+    sr = SAMPLE_RATE
     assert audio.dtype == np.float32 and audio.ndim == 1 and np.abs(audio).max() <= 1.0
     starts = np.array([p.start for p in phonemes])
     ends = np.array([p.end for p in phonemes])
@@ -63,7 +65,7 @@ def _seq(*names, duration=0.1):
 
 def test_bilabials_close_and_open_vowels_open():
     phonemes = _seq("_", "ɑː", "b", "ɑː", "m", "æ", "p", "aɪ", "_")
-    mouth = synthetic.mouth_track(phonemes, n_frames=math.ceil(0.9 * synthetic.FPS))
+    mouth = synthetic.mouth_track(phonemes, n_frames=math.ceil(0.9 * FPS))
     opening = _mouth_open(mouth)
     at = lambda p: int((p.start + p.end) / 2 * synthetic.GRID_HZ)  # noqa: E731
     for p in phonemes:
@@ -147,7 +149,7 @@ def test_clip_is_deterministic(clip, clip_spec):
 
 def test_clip_mouth_follows_its_phonemes(clip):
     opening = np.asarray(SPACE.mouth_open(clip.motion))
-    frame = lambda p: int((p.start + p.end) / 2 * synthetic.FPS)  # noqa: E731
+    frame = lambda p: int((p.start + p.end) / 2 * FPS)  # noqa: E731
     vowels = [opening[frame(p)] for p in clip.phonemes if p.name in ("ɒ", "ɔː", "a", "aɪ", "ɑː")]
     silent = [opening[frame(p)] for p in clip.phonemes if p.name == "_" and p.end - p.start > 0.12]
     assert vowels and silent and min(vowels) > 0.3 and max(silent) < 0.1
@@ -180,12 +182,13 @@ def test_splits_have_disjoint_sentences():
     train, heldout = synthetic.corpus_specs(40, 10, seed=3)
     assert len(train) == 40 and len(heldout) == 10
     assert not _sentences(train) & _sentences(heldout)
-    assert len({s.voice for s in train}) > 5 and len(set(synthetic.sentence_bank(500))) == 500
+    assert len({s.voice for s in train}) > 5 and len(set(sentence_bank(500))) == 500
 
 
-def test_missing_library_names_the_apt_package(monkeypatch):
-    worker = synthetic._WORKER.replace('ctypes.util.find_library("espeak-ng")', "None")
-    monkeypatch.setattr(synthetic, "_WORKER", worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+def test_missing_library_names_the_apt_package(monkeypatch, tmp_path):
+    worker = synthetic._WORKER.read_text().replace('ctypes.util.find_library("espeak-ng")', "None")
+    (tmp_path / "worker.py").write_text(worker.replace("libespeak-ng.so.1", "libnot-there.so.9"))
+    monkeypatch.setattr(synthetic, "_WORKER", tmp_path / "worker.py")
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         synthetic.synthesize("hello")
 

@@ -47,9 +47,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vasa3d_jax.audio.io import DEFAULT_MAX_SECONDS, load_audio
-from vasa3d_jax.audio.mel import (HOP_LENGTH, MEL_FRAME_RATE, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE,
+from vasa3d_jax.audio.mel import (HOP_LENGTH, MEL_FRAME_RATE, N_FFT, N_FRAMES, N_SAMPLES,
                                   log_mel_spectrogram)
 from vasa3d_jax.audio.whisper import encode_mel_windows, load_whisper_encoder
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
 # Whisper windows: 30 s (N_FRAMES mel frames) every 20 s, so 10 s of overlap that is cross-faded.
 CHUNK_HOP_FRAMES = 2000  # mel frames (20 s)
@@ -220,7 +221,7 @@ def resample_frames(x: np.ndarray, frame_rate: float, frame_offset: float, fps: 
     return out.astype(np.float32)
 
 
-def speech_features(audio, fps: float = 25.0, encoder: str | SpeechEncoder = "whisper", *,
+def speech_features(audio, fps: float = FPS, encoder: str | SpeechEncoder = "whisper", *,
                     max_seconds: float | None = DEFAULT_MAX_SECONDS) -> np.ndarray:
     """What the motion generator consumes: encoder features aligned to motion frames.
 

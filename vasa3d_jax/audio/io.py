@@ -14,7 +14,7 @@ from typing import Union
 
 import numpy as np
 
-from vasa3d_jax.audio.mel import SAMPLE_RATE
+from vasa3d_jax.constants import SAMPLE_RATE
 
 # The default limit on input length: ten minutes is far beyond a talking-head clip and keeps the
 # float32 waveform and its features below ~100 MB; raise it with max_seconds=.

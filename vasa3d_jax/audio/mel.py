@@ -25,8 +25,9 @@ import functools
 
 import numpy as np
 
+from vasa3d_jax.constants import SAMPLE_RATE  # whisper/audio.py: SAMPLE_RATE
+
 # whisper/audio.py: SAMPLE_RATE, N_FFT, HOP_LENGTH, CHUNK_LENGTH, N_SAMPLES, N_FRAMES.
-SAMPLE_RATE = 16000
 N_FFT = 400
 HOP_LENGTH = 160
 CHUNK_SECONDS = 30

@@ -11,7 +11,7 @@ from vasa3d_jax.avatar.avatar import (AvatarConfig, GaussianAvatar, base_priors,
                                       region_colors, split_trainable)
 from vasa3d_jax.avatar.binding import TriangleFrames, local_to_world, triangle_frames
 from vasa3d_jax.avatar.densify import (DensifyConfig, DensifyReport, DensifyStats, accumulate,
-                                       camera_extent, densify_and_prune, densify_and_prune_grow,
+                                       densify_and_prune, densify_and_prune_grow,
                                        init_stats, reset_opacity)
 from vasa3d_jax.avatar.gaussians import (Binding, BoundGaussians, bucket_capacity, grow,
                                          init_bound_gaussians, pad_rows, reset_rows)
@@ -19,7 +19,7 @@ from vasa3d_jax.avatar.gaussians import (Binding, BoundGaussians, bucket_capacit
 __all__ = [
     "AvatarConfig", "GaussianAvatar", "base_priors", "expression_names", "region_colors",
     "split_trainable", "TriangleFrames", "local_to_world", "triangle_frames", "DensifyConfig",
-    "DensifyReport", "DensifyStats", "accumulate", "camera_extent", "densify_and_prune",
+    "DensifyReport", "DensifyStats", "accumulate", "densify_and_prune",
     "densify_and_prune_grow",
     "init_stats", "reset_opacity", "Binding", "BoundGaussians", "bucket_capacity", "grow",
     "init_bound_gaussians", "pad_rows", "reset_rows",

@@ -34,29 +34,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.geometry import normalize, safe_norm
 from vasa3d_jax.render.projection import quat_to_rotmat  # the one rotation formula (the renderer's)
-
-# Smallest length treated as non-zero when normalising; far below any triangle edge in metres.
-_EPS = 1e-12
-
-
-@jax.custom_jvp
-def safe_norm(x: jax.Array) -> jax.Array:
-    """|x| over the last axis, keepdims; gradient 0 (not NaN) at x = 0 (sqrt' is infinite there)."""
-    return jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
-
-
-@safe_norm.defjvp
-def _safe_norm_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    n = safe_norm(x)
-    return n, jnp.sum(x * dx, axis=-1, keepdims=True) / jnp.maximum(n, _EPS)
-
-
-def normalize(x: jax.Array) -> jax.Array:
-    """x / |x| over the last axis; a zero vector stays zero."""
-    return x / jnp.maximum(safe_norm(x), _EPS)
-
 
 # ---- quaternions (wxyz) ---------------------------------------------------------------------------
 
@@ -100,11 +79,6 @@ def axis_angle_to_quat(v: jax.Array) -> jax.Array:
     half = 0.5 * theta
     # sin(theta/2)/theta = 0.5 * sinc(theta / (2 pi)) with numpy's normalised sinc; exact at 0.
     return jnp.concatenate([jnp.cos(half), 0.5 * jnp.sinc(half / jnp.pi) * v], axis=-1)
-
-
-def axis_angle_to_rotmat(v: jax.Array) -> jax.Array:
-    """Axis-angle ``(..., 3)`` -> ``(..., 3, 3)`` rotation matrix."""
-    return quat_to_rotmat(axis_angle_to_quat(v))
 
 
 # ---- triangle frames ------------------------------------------------------------------------------

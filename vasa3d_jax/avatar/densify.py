@@ -60,7 +60,7 @@ SPLIT_SHRINK = 0.8
 class DensifyConfig:
     """Thresholds of eqs. (3)-(5). Hashable, so it is a static argument of the jitted functions."""
 
-    extent: float  # scene extent E in metres (``camera_extent`` of the training cameras)
+    extent: float  # scene extent E in metres (``camera.scene_extent`` of the training cameras)
     grad_threshold: float = 2e-4  # tau; GaussianAvatars densify_grad_threshold
     percent_dense: float = 0.01  # GaussianAvatars percent_dense
     min_opacity: float = 0.005  # GaussianAvatars densify_and_prune(min_opacity=0.005)
@@ -70,7 +70,7 @@ class DensifyConfig:
     def __post_init__(self):
         if not self.extent > 0:
             raise ValueError(f"DensifyConfig needs a positive scene extent in metres; got "
-                             f"{self.extent=} (see densify.camera_extent)")
+                             f"{self.extent=} (see vasa3d_jax.camera.scene_extent)")
 
 
 @jax.tree_util.register_dataclass
@@ -105,19 +105,6 @@ class DensifyReport:
     num_active: jax.Array
     overflow: jax.Array
     changed: jax.Array
-
-
-def camera_extent(viewmats) -> float:
-    """Scene extent E from the training cameras (``viewmats (..., 4, 4)`` world->camera): 1.1 x the
-    largest distance of a camera centre from their mean (3DGS / GaussianAvatars ``getNerfppNorm``)."""
-    v = np.asarray(viewmats, np.float64).reshape(-1, 4, 4)
-    centres = -np.einsum("nji,nj->ni", v[:, :3, :3], v[:, :3, 3])  # -R^T t
-    extent = float(1.1 * np.max(np.linalg.norm(centres - centres.mean(0), axis=-1)))
-    if extent <= 0:
-        raise ValueError("all cameras share one centre (e.g. a fixed virtual camera), so they define "
-                         "no extent; set DensifyConfig(extent=...) to the head's scale, e.g. the "
-                         "camera distance")
-    return extent
 
 
 def init_stats(capacity: int) -> DensifyStats:

@@ -59,9 +59,8 @@ class FitConfig:
     symmetry_every: int = 10  # mirrored-view prior every this many steps (ours; 0 = off)
     avatar: AvatarConfig = AvatarConfig()
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # render background (white)
-    capacity_margin: float = 2.0  # (Gaussian, tile) capacity = margin x measured need (ours)
     disc_features: int = 64  # first-layer channels of each patch discriminator (pix2pixHD ndf)
-    init_colors: str = "regions"  # "regions" (avatar.region_colors) or "random"
+    init_colors: str = "regions"  # fresh avatars: "regions" (avatar.region_colors) or "random"
     seed: int = 0
     log_every: int = 50  # metrics line (JSON) every this many steps
     save_every: int = 1_000  # checkpoint every this many steps (and on SIGINT/SIGTERM, and at the end)

@@ -91,23 +91,16 @@ def example_keys(seed: int, step: int, batch_size: int) -> np.ndarray:
     return np.asarray(jax.random.key_data(jax.random.split(base, batch_size)))
 
 
-def render_dataset(apply, params: dict, latents, viewmats, K, width: int, height: int, pivot,
+def render_dataset(avatar, latents, viewmats, K, width: int, height: int, pivot,
                    background=(1.0, 1.0, 1.0), chunk: int = 8) -> FitDataset:
-    """Frames of a known avatar (G″ of ``apply(params, x)``, e.g. ``GaussianAvatar.apply``) for the
-    given latents (N, D) and cameras (N, 4, 4), (N, 3, 3): a dataset with exact ground truth."""
-    from vasa3d_jax.render import render  # the renderer is needed only to synthesise data
-
-    bg = jax.numpy.asarray(background, jax.numpy.float32)
-
-    @jax.jit
-    def frames_of(x, viewmat, k):
-        (_, g_final), _ = apply(params, x)
-        return render(g_final, Camera(viewmat=viewmat, K=k, width=width, height=height), bg).rgb
+    """Frames of a known ``avatar.io.Avatar`` (its G″) for the given latents (N, D) and cameras
+    (N, 4, 4), (N, 3, 3): a dataset with exact ground truth, rendered by ``avatar.render.render_frames``
+    (capacity measured on the frames, never truncated)."""
+    from vasa3d_jax.avatar.render import render_frames  # the renderer is needed only to synthesise data
 
     latents = np.asarray(latents, np.float32)
     viewmats = np.asarray(viewmats, np.float32)
     K = np.asarray(K, np.float32)
-    out = [np.asarray(frames_of(latents[i:i + chunk], viewmats[i:i + chunk], K[i:i + chunk]))
-           for i in range(0, len(latents), chunk)]
-    return FitDataset(frames=np.concatenate(out), latents=latents, viewmats=viewmats, K=K,
-                      pivot=np.asarray(pivot, np.float32))
+    camera = Camera(viewmat=jax.numpy.asarray(viewmats), K=jax.numpy.asarray(K), width=width, height=height)
+    frames = render_frames(avatar, latents, camera, background, chunk=chunk)
+    return FitDataset(frames=frames, latents=latents, viewmats=viewmats, K=K, pivot=np.asarray(pivot, np.float32))

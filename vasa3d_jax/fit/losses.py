@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from vasa3d_jax.fit import cas as cas_lib
+from vasa3d_jax.geometry import safe_norm
 from vasa3d_jax.fit import lpips as lpips_lib
 from vasa3d_jax.fit import ssim as ssim_lib
 
@@ -112,20 +113,6 @@ def sharpening_loss(lpips_vars: dict, render: jax.Array,
     return lpips_loss(lpips_vars, render, target)
 
 
-@jax.custom_jvp
-def safe_norm(x: jax.Array) -> jax.Array:
-    """‖x‖ over the last axis, with gradient 0 (not NaN) at x = 0, where most Gaussians sit."""
-    return jnp.sqrt(jnp.sum(x * x, axis=-1))
-
-
-@safe_norm.defjvp
-def _safe_norm_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    n = safe_norm(x)
-    unit = x / jnp.where(n > 0, n, 1.0)[..., None]
-    return n, jnp.sum(unit * dx, axis=-1)
-
-
 def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is None:
         return jnp.mean(values)
@@ -137,13 +124,13 @@ def position_regulariser(local_means: jax.Array, threshold: float = 1.0,
                          mask: jax.Array | None = None) -> jax.Array:
     """L_xyz (6): local_means (N, 3) in triangle units; mask (N,) bool selects the Gaussians
     (GaussianAvatars: visible ones; here also: the live slots of a fixed capacity). Scalar."""
-    return _masked_mean(jax.nn.relu(safe_norm(local_means) - threshold), mask)
+    return _masked_mean(jax.nn.relu(safe_norm(local_means)[..., 0] - threshold), mask)
 
 
 def scale_regulariser(local_log_scales: jax.Array, threshold: float = 0.6,
                       mask: jax.Array | None = None) -> jax.Array:
     """L_scale (7): local_log_scales (N, 3), log of the scale relative to the parent triangle. Scalar."""
-    return _masked_mean(safe_norm(jax.nn.relu(jnp.exp(local_log_scales) - threshold)), mask)
+    return _masked_mean(safe_norm(jax.nn.relu(jnp.exp(local_log_scales) - threshold))[..., 0], mask)
 
 
 def residual_penalty(residuals, mask: jax.Array | None = None) -> jax.Array:

@@ -18,7 +18,7 @@ with g = 10 the guidance scale and s = 0.001 the gradient scale, on views with a
 plane x = 0 (FLAME axes: x to the head's left, y up, z out of the face) and F = diag(-1, 1, 1) flip
 the camera's x axis. For a camera (V, K) of an image W pixels wide, the mirrored camera is
 
-    (5)  V' = F V S (in homogeneous form),   K' = K with c_x' = W - c_x
+    (5)  V' = F V S (in homogeneous form),   K' = K with c_x' = W - c_x      (camera.mirror_camera)
 
 and any scene satisfies render(S·scene, V') = flip_x(render(scene, V)) exactly (pixel centres at
 +0.5 map j ↔ W-1-j). A face is close to symmetric (S·scene ≈ scene), so
@@ -28,12 +28,8 @@ and any scene satisfies render(S·scene, V') = flip_x(render(scene, V)) exactly 
 ties each unseen view to its mirror image. It should be applied to the head in a symmetric motion
 state (neutral expression, canonical pose); the trainer does so.
 
-**Orbit views.** Novel views rotate the head about a pivot p (the head centre) while the camera
-stays: with R = R_y(azimuth) R_x(elevation),
-
-    (7)  V_novel = V · [R, p - R p; 0, 1]
-
-which is what a camera orbiting the head by the opposite angles sees.
+The mirrored camera (5) and the orbit views the priors sample are ``vasa3d_jax.camera``'s
+(``mirror_camera``, ``orbit_camera``).
 """
 
 from __future__ import annotations
@@ -46,7 +42,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.render.types import Camera
 
 EpsFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -127,37 +122,6 @@ def sample_sds_view(key: jax.Array, config: SdsConfig = SdsConfig()) -> tuple[ja
     az = jax.random.uniform(k_a, (), minval=-config.azimuth_deg, maxval=config.azimuth_deg)
     el = jax.random.uniform(k_e, (), minval=-config.elevation_deg, maxval=config.elevation_deg)
     return jnp.deg2rad(az), jnp.deg2rad(el)
-
-
-def _rotation_y(a: jax.Array) -> jax.Array:
-    c, s = jnp.cos(a), jnp.sin(a)
-    z, o = jnp.zeros_like(a), jnp.ones_like(a)
-    return jnp.stack([jnp.stack([c, z, s]), jnp.stack([z, o, z]), jnp.stack([-s, z, c])])
-
-
-def _rotation_x(a: jax.Array) -> jax.Array:
-    c, s = jnp.cos(a), jnp.sin(a)
-    z, o = jnp.zeros_like(a), jnp.ones_like(a)
-    return jnp.stack([jnp.stack([o, z, z]), jnp.stack([z, c, -s]), jnp.stack([z, s, c])])
-
-
-def orbit_camera(camera: Camera, azimuth: jax.Array, elevation: jax.Array,
-                 pivot: jax.Array) -> Camera:
-    """The camera seeing the head rotated by (azimuth, elevation) radians about ``pivot`` (3,), eq. (7).
-
-    camera: unbatched (viewmat (4, 4)); intrinsics and size are kept.
-    """
-    r = _rotation_y(jnp.asarray(azimuth, jnp.float32)) @ _rotation_x(jnp.asarray(elevation, jnp.float32))
-    pivot = jnp.asarray(pivot, jnp.float32)
-    m = jnp.eye(4, dtype=jnp.float32).at[:3, :3].set(r).at[:3, 3].set(pivot - r @ pivot)
-    return camera.replace(viewmat=camera.viewmat @ m)
-
-
-def mirror_camera(camera: Camera) -> Camera:
-    """The mirrored camera (5): its render of the reflected scene is the x-flip of ``camera``'s."""
-    flip = jnp.diag(jnp.asarray([-1.0, 1.0, 1.0, 1.0], jnp.float32))
-    k = camera.K.at[..., 0, 2].set(camera.width - camera.K[..., 0, 2])
-    return camera.replace(viewmat=flip @ camera.viewmat @ flip, K=k)
 
 
 def symmetry_loss(render: jax.Array, render_mirrored: jax.Array) -> jax.Array:

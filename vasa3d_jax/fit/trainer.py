@@ -12,18 +12,26 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
     (8)  a step whose gradients are not finite is not applied (optax.apply_if_finite) and is counted
     (9)  every ``densify.every`` steps in [start, until]: densify and prune (avatar/densify.py) from the
          screen-space gradients of I″ accumulated since the last one
+    (10) every render of the step uses one intersection capacity C (``avatar/render.py``'s policy,
+         measured on the training and novel views); the step reports ``isect_overflow`` summed over
+         its renders and devices (logged in the metrics), a step with any overflow is not applied,
+         and the loop grows C to fit what it needed and runs the step again: no update ever comes
+         from a truncated render
 
 Each device averages the loss over its shard and the gradients are averaged with
 ``jax.lax.pmean(..., "data")``, so the update equals the one-device update; the step body names
 its axis, so it also runs under ``jax.pmap(..., axis_name="data")``. Randomness is per example and
 per step (data.example_keys), never per device. Checkpoints (ckpt.py, Orbax) are written every
 ``save_every`` steps, at the end and on SIGINT/SIGTERM; calling ``fit`` again with the same work
-directory resumes from the latest one.
+directory resumes from the latest one. ``fit(..., init=avatar)`` starts from a given ``Avatar``
+(its head model, e.g. an identity-fitted template, its configuration and its parameters: colours,
+positions, extra Gaussians) instead of a fresh initialisation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -38,6 +46,9 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from vasa3d_jax import ckpt, parallel, video
+from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.avatar.render import capacity_for, render_frames
+from vasa3d_jax.camera import mirror_camera, orbit_camera, scene_extent
 from vasa3d_jax.avatar import DensifyConfig, GaussianAvatar, gaussians as gs, region_colors
 from vasa3d_jax.avatar import densify as dns
 from vasa3d_jax.fit import discriminator as disc
@@ -160,8 +171,11 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
     pivot = jnp.asarray(pivot, jnp.float32)
     az_lo, az_hi = lc.consistency_azimuth_deg
 
+    zero = (jnp.float32(0.0), jnp.int32(0), jnp.int32(0))  # (loss, overflow, need) of a skipped term
+
     def draw(gaussians, camera, offsets=None):
-        return render(gaussians, camera, background, capacity=capacity, means2d_offset=offsets)
+        out = render(gaussians, camera, background, capacity=capacity, means2d_offset=offsets)
+        return out, jnp.sum(out.isect_overflow), jnp.max(out.num_isects)  # (10)
 
     def loss_fn(params, offsets, binding, disc_params, batch, lpips_vars, step):
         full = {**params, "binding": binding}
@@ -169,7 +183,8 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
         step_key = jax.random.fold_in(jax.random.key(config.seed), step)
         (g_base, g_final), aux = avatar.apply(full, batch["latents"])
         cam = Camera(viewmat=batch["viewmats"], K=batch["K"], width=width, height=height)
-        out = draw(_stack(g_base, g_final), cam, offsets)  # (1): leading (2, b)
+        out, overflow, need = draw(_stack(g_base, g_final), cam, offsets)  # (1): leading (2, b)
+        checks = [(overflow, need)]
         rgb, target = out.rgb, batch["frames"]
         two = rgb.reshape((-1,) + rgb.shape[2:])  # (2b, H, W, 3): I' then I''
         terms = {"l1": 2.0 * L.l1_loss(rgb, target[None]),  # (2): summed over {I', I''}
@@ -187,9 +202,10 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
             k_az = jax.vmap(lambda k: jax.random.split(k)[1])(keys)
             u = jax.vmap(lambda k: jax.random.uniform(k, (2,)))(k_az)
             az = jnp.deg2rad(az_lo + (az_hi - az_lo) * u[:, 0]) * jnp.where(u[:, 1] < 0.5, -1.0, 1.0)
-            novel = jax.vmap(lambda c, a: sds_lib.orbit_camera(c, a, 0.0, pivot))(cam, az)
-            nv = draw(_stack(g_base, g_final), novel).rgb
-            terms["consistency"] = L.render_consistency_loss(lpips_vars, nv[1], nv[0])
+            novel = jax.vmap(lambda c, a: orbit_camera(c, a, 0.0, pivot))(cam, az)
+            nv, overflow, need = draw(_stack(g_base, g_final), novel)
+            checks.append((overflow, need))
+            terms["consistency"] = L.render_consistency_loss(lpips_vars, nv.rgb[1], nv.rgb[0])
         g = params["gaussians"]  # (4)
         terms["position"] = L.position_regulariser(g.means_local, lc.position_threshold, binding.active)
         terms["scale"] = L.scale_regulariser(g.log_scales, lc.scale_threshold, binding.active)
@@ -200,30 +216,34 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
             def symmetry():
                 (n_base, n_final), _ = avatar.apply(full, jnp.zeros((avatar.space.size,), jnp.float32))
                 az, el = sds_lib.sample_sds_view(jax.random.fold_in(step_key, 1), config.sds)
-                view = sds_lib.orbit_camera(Camera(batch["viewmats"][0], batch["K"][0], width, height),
+                view = orbit_camera(Camera(batch["viewmats"][0], batch["K"][0], width, height),
                                             az, el, pivot)
-                pair = Camera(viewmat=jnp.stack([view.viewmat, sds_lib.mirror_camera(view).viewmat]),
-                              K=jnp.stack([view.K, sds_lib.mirror_camera(view).K]), width=width,
+                pair = Camera(viewmat=jnp.stack([view.viewmat, mirror_camera(view).viewmat]),
+                              K=jnp.stack([view.K, mirror_camera(view).K]), width=width,
                               height=height)
                 both = jax.tree.map(lambda u, v: jnp.stack([u, v])[:, None], n_base, n_final)
-                img = draw(both, pair).rgb  # (2 sets, 2 views, H, W, 3)
-                return sds_lib.symmetry_loss(img[:, 0], img[:, 1]) * 2.0
-            terms["symmetry"] = jax.lax.cond(step % config.symmetry_every == 0, symmetry,
-                                             lambda: jnp.float32(0.0))
+                img, overflow, need = draw(both, pair)  # (2 sets, 2 views, H, W, 3)
+                return sds_lib.symmetry_loss(img.rgb[:, 0], img.rgb[:, 1]) * 2.0, overflow, need
+            terms["symmetry"], *check = jax.lax.cond(step % config.symmetry_every == 0, symmetry,
+                                                     lambda: zero)
+            checks.append(tuple(check))
         if sds_prior is not None:
             def score():
                 az, el = sds_lib.sample_sds_view(jax.random.fold_in(step_key, 2), config.sds)
-                view = sds_lib.orbit_camera(Camera(batch["viewmats"][0], batch["K"][0], width, height),
+                view = orbit_camera(Camera(batch["viewmats"][0], batch["K"][0], width, height),
                                             az, el, pivot)
-                img = draw(jax.tree.map(lambda a: a[0], g_final), view).rgb[None]
-                loss, _ = sds_lib.sds_loss(sds_prior.eps_fn, img, jax.random.fold_in(step_key, 3),
+                img, overflow, need = draw(jax.tree.map(lambda a: a[0], g_final), view)
+                loss, _ = sds_lib.sds_loss(sds_prior.eps_fn, img.rgb[None], jax.random.fold_in(step_key, 3),
                                            sds_prior.cond, sds_prior.uncond, sds_prior.alphas_cumprod,
                                            config.sds)
-                return loss
-            terms["sds"] = jax.lax.cond(step % config.sds.every == 0, score, lambda: jnp.float32(0.0))
+                return loss, overflow, need
+            terms["sds"], *check = jax.lax.cond(step % config.sds.every == 0, score, lambda: zero)
+            checks.append(tuple(check))
         total = L.weighted_total(terms, lc.weights(step))
         psnr = jnp.mean(L.psnr(rgb[1], target))
-        return total, (terms, jax.lax.stop_gradient(two), out.radii[1], psnr)
+        overflow = sum(c[0] for c in checks)
+        need = functools.reduce(jnp.maximum, [c[1] for c in checks])
+        return total, (terms, jax.lax.stop_gradient(two), out.radii[1], psnr, overflow, need)
 
     def disc_loss_fn(disc_params, real, fake):  # (7)
         return disc.discriminator_hinge_loss(discriminator.apply(disc_params, real),
@@ -232,8 +252,10 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
     def step_body(state: FitState, batch: dict, lpips_vars):
         offsets = jnp.zeros((2, batch["latents"].shape[0], state.capacity, 2), jnp.float32)
         grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
-        (total, (terms, fakes, radii, psnr)), (grads, g_offsets) = grad_fn(
+        (total, (terms, fakes, radii, psnr, overflow, need)), (grads, g_offsets) = grad_fn(
             state.params, offsets, state.binding, state.disc_params, batch, lpips_vars, state.step)
+        overflow = jax.lax.psum(overflow, parallel.DATA_AXIS)  # (10)
+        need = jax.lax.pmax(need, parallel.DATA_AXIS)
         grads = jax.lax.pmean(grads, parallel.DATA_AXIS)  # (6)
         total, terms, psnr = jax.lax.pmean((total, terms, psnr), parallel.DATA_AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -261,8 +283,11 @@ def make_step_body(avatar: GaussianAvatar, config: FitConfig, width: int, height
 
         new = FitState(step=state.step + 1, params=params, binding=state.binding, opt_state=opt_state,
                        disc_params=disc_params, disc_opt_state=disc_opt_state, stats=stats)
+        # (10) a step that rendered anything truncated is not applied; the loop redoes it at a larger C.
+        new = jax.tree.map(lambda a, b: jnp.where(overflow == 0, a, b), new, state)
         metrics = {"loss": total, "psnr": psnr, "disc_loss": d_loss, "finite": finite,
-                   "skipped": opt_state.total_notfinite, **{f"loss_{k}": v for k, v in terms.items()}}
+                   "skipped": opt_state.total_notfinite, "isect_overflow": overflow, "isect_need": need,
+                   **{f"loss_{k}": v for k, v in terms.items()}}
         return new, metrics
 
     return step_body
@@ -273,17 +298,18 @@ def make_train_step(step_body, mesh: jax.sharding.Mesh):
     the state's buffers donated."""
     # check_vma=False: the rasteriser's lax.scan starts from constant carries that shard_map's
     # varying-axis check rejects inside a manual axis; replication is guaranteed here by the pmeans.
-    sharded = jax.shard_map(step_body, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS), P()),
-                            out_specs=(P(), P()), check_vma=False)
+    sharded = parallel.data_parallel(step_body, mesh, in_specs=(P(), P(parallel.DATA_AXIS), P()),
+                                     out_specs=(P(), P()), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
 
 
 # ---- state --------------------------------------------------------------------------------------
 def init_state(avatar: GaussianAvatar, config: FitConfig, key: jax.Array, width: int, height: int,
-               colors=None) -> FitState:
-    """A fresh state: avatar parameters (avatar.init), optimiser states, discriminators, zero stats."""
+               colors=None, params: dict | None = None) -> FitState:
+    """A fresh state: avatar parameters (``params``, full with the binding, or avatar.init with
+    ``colors``), optimiser states, discriminators, zero stats."""
     k_avatar, k_disc = jax.random.split(key)
-    full = avatar.init(k_avatar, colors=colors)
+    full = avatar.init(k_avatar, colors=colors) if params is None else params
     params, rest = _split(full)
     discriminator = disc.MultiScaleDiscriminator(features=config.disc_features)
     disc_params = discriminator.init(k_disc, jnp.zeros((1, height, width, 3), jnp.float32))
@@ -326,25 +352,6 @@ def densify_state(avatar: GaussianAvatar, state: FitState, config: FitConfig, ex
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
-def render_frames(avatar: GaussianAvatar, params: dict, latents, camera: Camera, background,
-                  capacity: int | None = None, chunk: int = 8) -> np.ndarray:
-    """Renders of G″ for frames (N, D) from cameras (N, ...) -> (N, H, W, 3) numpy, in chunks."""
-    bg = jnp.asarray(background, jnp.float32)
-
-    @jax.jit
-    def one(x, viewmat, k):
-        (_, g_final), _ = avatar.apply(params, x)
-        cam = Camera(viewmat=viewmat, K=k, width=camera.width, height=camera.height)
-        return render(g_final, cam, bg, capacity=capacity).rgb
-
-    out = []
-    n = len(latents)
-    for i in range(0, n, chunk):
-        sl = slice(i, min(i + chunk, n))
-        out.append(np.asarray(one(jnp.asarray(latents[sl]), camera.viewmat[sl], camera.K[sl])))
-    return np.concatenate(out)
-
-
 def image_metrics(images: np.ndarray, targets: np.ndarray, lpips_vars: dict | None = None) -> dict:
     """Mean PSNR (dB), SSIM and LPIPS-VGG16 of (N, H, W, 3) images against targets."""
     images, targets = jnp.asarray(images), jnp.asarray(targets)
@@ -358,44 +365,46 @@ def image_metrics(images: np.ndarray, targets: np.ndarray, lpips_vars: dict | No
 
 # ---- fit ----------------------------------------------------------------------------------------
 def _capacity(apply, params, dataset: FitDataset, config: FitConfig) -> int:
-    """(Gaussian, tile) pairs the renders need: measured on a few frames and the extreme novel views."""
+    """(10): C for the step's renders, measured on a few training frames and the extreme novel views."""
     idx = np.linspace(0, dataset.num - 1, min(dataset.num, 4)).astype(int)
     (_, g_final), _ = apply(params, jnp.asarray(dataset.latents[idx]))
     cam = dataset.camera(idx)
     need = required_capacity(g_final, cam)
     for az in (-math.radians(config.losses.consistency_azimuth_deg[1]),
                math.radians(config.losses.consistency_azimuth_deg[1])):
-        side = jax.vmap(lambda c: sds_lib.orbit_camera(c, az, 0.0, dataset.pivot))(cam)
+        side = jax.vmap(lambda c: orbit_camera(c, az, 0.0, dataset.pivot))(cam)
         need = max(need, required_capacity(g_final, side))
-    return int(math.ceil(need * config.capacity_margin))
-
-
-def _extent(dataset: FitDataset, config: FitConfig) -> float:
-    centres = -np.einsum("nji,nj->ni", dataset.viewmats[:, :3, :3], dataset.viewmats[:, :3, 3])
-    return float(config.densify.extent_factor * np.max(np.linalg.norm(centres - dataset.pivot, axis=1)))
+    return capacity_for(need)
 
 
 def _due(step: int, every: int, start: int = 0, until: int | None = None) -> bool:
     return every > 0 and step >= start and (until is None or step <= until) and step % every == 0
 
 
-def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
+def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, init: Avatar | None = None, *,
         head: HeadModel | None = None, space: MotionSpace | None = None,
         sds_prior: sds_lib.SdsPrior | None = None, devices: Sequence[jax.Device] | None = None,
-        stop_after: int | None = None, progress: bool = True) -> FitResult:
+        stop_after: int | None = None, isect_capacity: int | None = None, progress: bool = True) -> FitResult:
     """Fits (or resumes fitting) the avatar of one identity on ``dataset`` in ``workdir``.
 
-    head: the head model (default: the built-in template); space: the motion space (default: the
-    built-in one; must match the latents). ``stop_after`` ends this run after that many total steps
-    (as an interruption would); calling again resumes. Writes ``workdir/ckpt/``,
-    ``workdir/metrics.jsonl`` and ``workdir/previews/`` (PNGs and ``previews.mp4``).
+    init: an ``Avatar`` to start from (its head model, motion space, ``AvatarConfig`` and parameters;
+    ``config.avatar`` and ``config.init_colors`` are then not used). Otherwise a fresh avatar on
+    ``head`` (default: the built-in template) in ``space`` (default: the built-in one; must match
+    the latents). ``stop_after`` ends this run after that many total steps (as an interruption would);
+    calling again resumes. ``isect_capacity``: the intersection capacity to start from (default:
+    measured, (10)); a too small one costs a re-run of the steps that overflow. Writes
+    ``workdir/ckpt/``, ``workdir/metrics.jsonl`` and ``workdir/previews/`` (PNGs and ``previews.mp4``).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    head = head or template_head()
-    space = space or MotionSpace.builtin()
-    space.check(dataset.latents)
-    avatar = GaussianAvatar(head, space, config.avatar)
+    if init is not None:
+        if head is not None or space is not None:
+            raise ValueError("fit(init=avatar) takes the head and motion space from the avatar; "
+                             "leave head= and space= out")
+        avatar = init.model
+    else:
+        avatar = GaussianAvatar(head or template_head(), space or MotionSpace.builtin(), config.avatar)
+    avatar.space.check(dataset.latents)
     apply = jax.jit(avatar.apply)
     w, h = dataset.width, dataset.height
     uses = _uses(config)
@@ -408,30 +417,33 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {n_dev} devices")
 
     # ---- Build the state, created replicated -------------------------------------------------------
-    colors = region_colors(head) if config.init_colors == "regions" else None
+    colors = region_colors(avatar.head) if init is None and config.init_colors == "regions" else None
+    start_params = None if init is None else jax.device_get(init.params)
     key = jax.random.key(config.seed)
 
-    def init(k):
-        return init_state(avatar, config, k, w, h, colors)
+    def init_fn(k):
+        return init_state(avatar, config, k, w, h, colors, start_params)
 
     replicated = parallel.replicated(mesh)
     with ckpt.Checkpointer(workdir / "ckpt", max_to_keep=2) as manager, ckpt.PreemptionGuard() as guard:
         # ---- Restore the latest checkpoint (automatic resume) ---------------------------------
         meta = manager.metadata()
         if meta is None:
-            state = jax.jit(init, out_shardings=replicated)(key)
+            state = jax.jit(init_fn, out_shardings=replicated)(key)
             start = 0
         else:
-            capacity = int(meta["capacity"])
-            abstract = jax.eval_shape(lambda k: _grow_state(init(k), capacity), key)
+            abstract = jax.eval_shape(lambda k: _grow_state(init_fn(k), int(meta["capacity"])), key)
             abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                                     abstract)
             state, start = manager.restore(abstract)
         full = {**state.params, "binding": state.binding}
-        capacity = _capacity(apply, full, dataset, config)
-        extent = _extent(dataset, config)
-        train_step = make_train_step(
-            make_step_body(avatar, config, w, h, dataset.pivot, capacity, sds_prior), mesh)
+        capacity = isect_capacity or _capacity(apply, full, dataset, config)
+        extent = scene_extent(dataset.viewmats, dataset.pivot, config.densify.extent_factor)
+
+        def step_fn(c):
+            return make_train_step(make_step_body(avatar, config, w, h, dataset.pivot, c, sds_prior), mesh)
+
+        train_step = step_fn(capacity)
         lpips_rep = None if lpips_vars is None else parallel.replicate(lpips_vars, mesh)
 
         # ---- Loop ---------------------------------------------------------------------------
@@ -443,8 +455,18 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
         done = start
         for step in bar:
             idx = batch_indices(config.seed, step, dataset.num, config.batch_size)
-            batch = {**dataset.batch(idx), "keys": example_keys(config.seed, step, config.batch_size)}
-            state, metrics = train_step(state, parallel.shard_batch(batch, mesh), lpips_rep)
+            batch = parallel.shard_batch(
+                {**dataset.batch(idx), "keys": example_keys(config.seed, step, config.batch_size)}, mesh)
+            state, metrics = train_step(state, batch, lpips_rep)
+            overflow = int(metrics["isect_overflow"])
+            if overflow:  # (10): the step was not applied; redo it at a capacity that fits
+                capacity = capacity_for(int(metrics["isect_need"]))
+                _log(metrics_file, {"step": step + 1, "isect_overflow": overflow, "isect_capacity": capacity})
+                train_step = step_fn(capacity)
+                state, metrics = train_step(state, batch, lpips_rep)
+                if int(metrics["isect_overflow"]):
+                    raise RuntimeError(f"step {step + 1} still overflows at intersection capacity {capacity} "
+                                       f"({int(metrics['isect_need'])} pairs needed)")
             done = step + 1
 
             ds = config.densify
@@ -457,8 +479,7 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
                 new_capacity = _capacity(apply, full, dataset, config)
                 if new_capacity > capacity or int(report.num_split) + int(report.num_cloned) > 0:
                     capacity = max(capacity, new_capacity)
-                    train_step = make_train_step(make_step_body(
-                        avatar, config, w, h, dataset.pivot, capacity, sds_prior), mesh)
+                    train_step = step_fn(capacity)
                 _log(metrics_file, {"step": done, "densify": {k: int(v) for k, v in dataclasses.asdict(
                     report).items() if k != "changed"}})
             if _due(done, ds.opacity_reset_every, 1, ds.until):
@@ -467,11 +488,12 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, *,
 
             if done % config.log_every == 0 or done == end:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                m.update(step=done, capacity=state.capacity, wall_s=time.perf_counter() - t_start)
+                m.update(step=done, capacity=state.capacity, isect_capacity=capacity,
+                         wall_s=time.perf_counter() - t_start)
                 _log(metrics_file, m)
                 bar.set_postfix(loss=f"{m['loss']:.4f}", psnr=f"{m['psnr']:.2f}")
             if done % config.preview_every == 0 or done == end:
-                previews.append(_preview(apply, state, dataset, config, workdir / "previews", done))
+                previews.append(_preview(avatar, state, dataset, config, workdir / "previews", done))
             if guard.requested:
                 break
             if done % config.save_every == 0 and done != end:
@@ -492,26 +514,21 @@ def _log(file, record: dict) -> None:
     file.flush()
 
 
-def _preview(apply, state, dataset: FitDataset, config: FitConfig, folder: pathlib.Path, step: int):
+def _preview(avatar: GaussianAvatar, state, dataset: FitDataset, config: FitConfig, folder: pathlib.Path,
+             step: int):
     """Target | G′ | G″ | G″ at a novel view for frame 0, saved as ``step_<7-digit step>.png``."""
     full = jax.device_get({**state.params, "binding": state.binding})
-    (g_base, g_final), _ = apply(full, jnp.asarray(dataset.latents[:1]))
     cam = dataset.camera(slice(0, 1))
-    side = jax.vmap(lambda c: sds_lib.orbit_camera(c, math.radians(_PREVIEW_AZIMUTH_DEG), 0.0,
-                                                   dataset.pivot))(cam)
-    views = jax.tree.map(lambda a, b: jnp.concatenate([a, a, b]), cam, side)
-    sets = jax.tree.map(lambda a, b: jnp.concatenate([a, b, b]), g_base, g_final)
-    imgs = _render_jit(sets, views, jnp.asarray(config.background, jnp.float32))
+    side = jax.vmap(lambda c: orbit_camera(c, math.radians(_PREVIEW_AZIMUTH_DEG), 0.0, dataset.pivot))(cam)
+    views = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), cam, side)
+    x = np.repeat(dataset.latents[:1], 2, axis=0)
+    both = render_frames(Avatar(avatar, full), x, views, config.background, stage="both")  # (2, 2, H, W, 3)
+    imgs = np.stack([both[0, 0], both[1, 0], both[1, 1]])  # G' and G'' at the view, G'' at the side
     # A corrupt target frame (what the non-finite guard is for) must not stop training: shown black.
     target = np.nan_to_num(dataset.frames[:1], nan=0.0, posinf=1.0, neginf=0.0)
-    sheet = video.contact_sheet(np.concatenate([target, np.asarray(imgs)]), columns=4)
+    sheet = video.contact_sheet(np.concatenate([target, imgs]), columns=4)
     video.save_png(folder / f"step_{step:07d}.png", sheet)
     return sheet
-
-
-@jax.jit
-def _render_jit(gaussians: Gaussians, camera: Camera, background: jax.Array) -> jax.Array:
-    return render(gaussians, camera, background).rgb
 
 
 def _even(frames: list[np.ndarray]) -> list[np.ndarray]:

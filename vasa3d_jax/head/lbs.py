@@ -21,25 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Below this squared angle (rad^2) eq. 3 uses its 2nd-order Taylor expansion: sin θ/θ and
-# (1 - cos θ)/θ² have relative truncation error < θ^4/120 ≈ 1e-14 there, far below float32 eps.
-_SMALL_ANGLE_SQ = 1e-6
-
-
-def rodrigues(axis_angle: jax.Array) -> jax.Array:
-    """Eq. 3: axis-angle (..., 3) -> rotation matrices (..., 3, 3); smooth at zero."""
-    theta_sq = jnp.sum(axis_angle**2, axis=-1)
-    small = theta_sq < _SMALL_ANGLE_SQ
-    safe_sq = jnp.where(small, 1.0, theta_sq)
-    theta = jnp.sqrt(safe_sq)
-    a = jnp.where(small, 1.0 - theta_sq / 6.0, jnp.sin(theta) / theta)  # sin θ / θ
-    b = jnp.where(small, 0.5 - theta_sq / 24.0, (1.0 - jnp.cos(theta)) / safe_sq)  # (1-cos θ)/θ²
-    x, y, z = axis_angle[..., 0], axis_angle[..., 1], axis_angle[..., 2]
-    zero = jnp.zeros_like(x)
-    k = jnp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(axis_angle.shape + (3,))
-    eye = jnp.eye(3, dtype=axis_angle.dtype)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
-
+from vasa3d_jax.geometry import rodrigues  # eq. 3
 
 def rigid_transforms(rot: jax.Array, joints: jax.Array, parents: tuple[int, ...]) -> jax.Array:
     """Eqs. 5-6: per-joint rotations (J,3,3) and rest joints (J,3) -> skinning transforms (J,4,4).

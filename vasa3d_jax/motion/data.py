@@ -38,10 +38,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion_space import MotionSpace
 
-SAMPLE_RATE = 16_000  # Hz, the audio front-end's rate (Whisper's)
-FPS = 25  # motion frames per second (DESIGN.md, "The motion latent")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa3d_jax.motion import diffusion
-from vasa3d_jax.motion.data import FPS, SAMPLE_RATE, Stats, fit_length
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.motion.data import Stats, fit_length
 from vasa3d_jax.motion.dit import Conditions, DiTConfig, MotionDiT
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -261,12 +262,9 @@ def save_generator(gen: MotionGenerator, path: str | pathlib.Path, extra: dict |
     arrays = {f"params/{k}": np.asarray(v) for k, v in flat.items()}
     arrays.update({k: np.asarray(v) for k, v in dataclasses.asdict(gen.stats).items()})
     np.savez(path.with_suffix(".npz"), **arrays)
-    space = gen.space
     meta = {"config": gen.config.to_dict(), "feature_encoder": gen.feature_encoder,
             "train_steps": gen.train_steps, "sampler": dataclasses.asdict(gen.sampler),
-            "space": "builtin" if space == MotionSpace.builtin() else
-            {"dyn_size": space.dyn_size, "mouth_weights": space.mouth_weights},
-            **(extra or {})}
+            "space": gen.space.to_json(), **(extra or {})}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -284,8 +282,6 @@ def load_generator(path: str | pathlib.Path) -> MotionGenerator:
         stats = Stats(**{k: np.asarray(z[k]) for k in ("motion_mean", "motion_std", "feature_mean",
                                                         "feature_std")},
                       distance_mean=float(z["distance_mean"]), distance_std=float(z["distance_std"]))
-    sp = meta["space"]
-    space = MotionSpace.builtin() if sp == "builtin" else MotionSpace.learned(sp["dyn_size"], sp["mouth_weights"])
-    return MotionGenerator.create(params, stats, DiTConfig(**meta["config"]), space,
+    return MotionGenerator.create(params, stats, DiTConfig(**meta["config"]), MotionSpace.from_json(meta["space"]),
                                   meta["feature_encoder"], meta["train_steps"],
                                   SamplerConfig(**meta.get("sampler", {})))

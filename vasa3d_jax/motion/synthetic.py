@@ -38,7 +38,6 @@ each 25 fps frame (frame i covers audio samples [640 i, 640 (i + 1))):
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import pathlib
@@ -54,10 +53,10 @@ import scipy.ndimage
 import scipy.signal
 from scipy.spatial.transform import Rotation
 
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
-SAMPLE_RATE = 16_000  # Hz: the audio front-end's rate (Whisper's)
-FPS = 25  # motion frames per second (MotionSpace.builtin().fps)
 HOP = SAMPLE_RATE // FPS  # 640 audio samples per motion frame
 GRID_HZ = 100  # internal time grid of the motion model
 SUB = GRID_HZ // FPS  # grid points per motion frame
@@ -81,65 +80,14 @@ class Phoneme:
     end: float  # seconds
 
 
-# espeak-ng keeps synthesis state in process-wide statics (the phase of its pitch "flutter", the noise
-# generator), so the same text comes out slightly different (in samples and length) after different
-# earlier utterances. Each utterance is therefore spoken by a fresh interpreter running this worker,
-# which makes the audio a function of (text, voice, rate, pitch) alone. It needs only the standard
-# library, so it starts in ~30 ms. Protocol: stdin = JSON [text, voice, rate, pitch]; stdout = one
-# JSON line {"rate", "events": [[start sample, IPA name], ...]} then the int16 samples; exit status 3
-# = no such voice, 4 = library missing, 5 = initialisation or synthesis failed.
-_WORKER = r"""
-import ctypes, ctypes.util, json, sys
-
-class Id(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-class Event(ctypes.Structure):  # espeak_EVENT, speak_lib.h
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
-                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
-                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", Id)]
-
-text, voice, rate, pitch = json.load(sys.stdin)
-try:
-    lib = ctypes.CDLL(ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1")
-except OSError:
-    sys.exit(4)
-# AUDIO_OUTPUT_SYNCHRONOUS = 2; PHONEME_EVENTS | PHONEME_IPA = 3; 100 ms buffers.
-sample_rate = lib.espeak_Initialize(2, 100, None, 3)
-if sample_rate <= 0:
-    sys.exit(5)
-chunks, events = [], []
-
-@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(Event))
-def on_synth(wav, n, ev):
-    if n > 0:
-        chunks.append(ctypes.string_at(wav, 2 * n))
-    i = 0
-    while ev[i].type != 0:  # espeakEVENT_LIST_TERMINATED
-        if ev[i].type == 7:  # espeakEVENT_PHONEME: .sample = first output sample of the phoneme
-            events.append([ev[i].sample, ev[i].id.string.decode("utf-8", "replace")])
-        i += 1
-    return 0
-
-lib.espeak_SetSynthCallback(on_synth)
-if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-    sys.exit(3)
-for param, value in ((1, rate), (3, pitch), (4, 50), (2, 100)):  # RATE, PITCH, RANGE, VOLUME
-    lib.espeak_SetParameter(param, int(value), 0)
-data = text.encode("utf-8")
-# POS_CHARACTER = 1, espeakCHARS_UTF8 = 1
-if lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 1, None, None) or lib.espeak_Synchronize():
-    sys.exit(5)
-out = sys.stdout.buffer
-out.write(json.dumps({"rate": sample_rate, "events": events}).encode() + b"\n")
-out.write(b"".join(chunks))
-"""
+# espeak-ng keeps synthesis state in process-wide statics, so each utterance is spoken by a fresh
+# interpreter running espeak_worker.py (its docstring gives the reason and the protocol).
+_WORKER = pathlib.Path(__file__).with_name("espeak_worker.py")
 
 
 def _speak(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, int, list]:
     """Run espeak-ng in a fresh worker: ``-> (int16 samples, sample rate, [(start sample, name)])``."""
-    result = subprocess.run([sys.executable, "-I", "-c", _WORKER], capture_output=True,
+    result = subprocess.run([sys.executable, "-I", str(_WORKER)], capture_output=True,
                             input=json.dumps([text, voice, int(rate), int(pitch)]).encode())
     if result.returncode == 3:
         raise ValueError(f"espeak-ng has no voice {voice!r}; list them with `espeak-ng --voices=en` "
@@ -584,87 +532,6 @@ def save_clip(path: str | os.PathLike, clip: Clip) -> None:
         channel_names=np.array(MotionSpace.builtin().names), fps=np.float32(FPS),
         sample_rate=np.int32(SAMPLE_RATE))
     os.replace(tmp, path)
-
-
-# ---- sentences --------------------------------------------------------------------------------
-
-_NAMES = ("Anna", "Ben", "Clara", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jack", "Kate",
-          "Leo", "Maya", "Noah", "Olivia", "Peter", "Quinn", "Rosa", "Sam", "Tara", "Victor", "Wendy")
-_NOUNS = ("garden", "window", "bicycle", "teacher", "kitchen", "mountain", "river", "letter",
-          "computer", "umbrella", "village", "doctor", "market", "bridge", "orange", "camera",
-          "painting", "blanket", "holiday", "library", "engine", "festival", "puzzle", "forest",
-          "museum", "pocket", "harbour", "violin", "sandwich", "rocket", "island", "ladder",
-          "meeting", "theatre", "morning", "basket", "yellow boat", "paper map", "old clock",
-          "blue jacket", "wooden table", "small dog", "big window", "fresh bread", "new phone")
-_ADJECTIVES = ("quiet", "bright", "heavy", "strange", "wonderful", "cheap", "broken", "famous",
-               "careful", "busy", "lovely", "enormous", "simple", "boring", "cold", "warm", "sharp",
-               "gentle", "modern", "ancient", "purple", "smooth", "noisy", "perfect")
-_VERBS_PAST = ("found", "painted", "bought", "opened", "cleaned", "borrowed", "moved", "fixed",
-               "sold", "watched", "carried", "visited", "described", "dropped", "measured", "shared")
-_VERBS = ("find", "paint", "buy", "open", "clean", "borrow", "move", "fix", "sell", "watch",
-          "carry", "visit", "describe", "drop", "measure", "share")
-_PLACES = ("near the station", "behind the school", "in the park", "on the roof", "by the sea",
-           "at the top of the hill", "under the bridge", "in the old town", "next to the bakery",
-           "across the street", "in the back garden", "at the airport")
-_TIMES = ("Yesterday", "Last week", "This morning", "On Sunday", "Every summer", "Tomorrow",
-          "Later tonight", "In March", "After lunch", "Before breakfast", "Next year")
-_ADVERBS = ("slowly", "quickly", "happily", "carefully", "suddenly", "quietly", "proudly", "easily")
-_FEELINGS = ("happy", "surprised", "tired", "excited", "worried", "curious", "pleased", "amazed")
-
-_TEMPLATES = (
-    "{name} {verb_past} the {adj} {noun} {place}.",
-    "{time}, {name} {verb_past} a {noun} {place}.",
-    "Did you {verb} the {noun} {place}?",
-    "I think the {noun} is {adj}, but {name} does not agree.",
-    "We will {verb} the {adj} {noun} {time_lower}.",
-    "Why did {name} {verb} the {noun} so {adverb}?",
-    "There are {number} {adj} things {place}.",
-    "{name} was {feeling} when the {noun} arrived {adverb}.",
-    "Please {verb} the {noun} before {name} comes home.",
-    "It took {number} minutes to {verb} the {adj} {noun}.",
-    "My {noun} is {adj}, and your {noun2} is {adj2}.",
-    "Have you ever seen a {adj} {noun} {place}?",
-    "{name} and {name2} {verb_past} the {noun} together.",
-    "The {noun} costs {number} pounds, which is rather {adj}.",
-    "Oh no, I {verb_past} the {noun} again!",
-    "If the weather is {adj}, we can {verb} the {noun} {place}.",
-    "Nobody knows who {verb_past} the {adj} {noun}.",
-    "{time}, the {noun} looked {adj} and {adj2}.",
-    "Could you tell {name} that the {noun} is {place}?",
-    "What a {adj} {noun}! {name} will be {feeling}.",
-    "The {adj} {noun} was {verb_past} {adverb} by {name}.",
-    "Honestly, I never expected the {noun} to be so {adj}.",
-    "Room {number} has a {adj} {noun} and a {noun2}.",
-    "{name} said, {quote}",
-)
-
-
-def _fill(template: str, rng: np.random.Generator) -> str:
-    pick = lambda xs: xs[rng.integers(len(xs))]  # noqa: E731
-    adj, adj2 = rng.choice(_ADJECTIVES, 2, replace=False)
-    noun, noun2 = rng.choice(_NOUNS, 2, replace=False)
-    name, name2 = rng.choice(_NAMES, 2, replace=False)
-    quote = f"the {pick(_NOUNS)} is {pick(_ADJECTIVES)}."
-    text = template.format(
-        name=name, name2=name2, noun=noun, noun2=noun2, adj=adj, adj2=adj2, place=pick(_PLACES),
-        verb=pick(_VERBS), verb_past=pick(_VERBS_PAST), time=pick(_TIMES),
-        time_lower=pick(_TIMES).lower(), adverb=pick(_ADVERBS), feeling=pick(_FEELINGS),
-        number=int(rng.integers(2, 200)), quote=quote)
-    return text[0].upper() + text[1:]
-
-
-def sentence_bank(count: int, seed: int = 0) -> tuple[str, ...]:
-    """``count`` distinct sentences from the templates and word lists above (written for this
-    project; no third-party text)."""
-    rng = np.random.default_rng(seed)
-    seen: dict[str, None] = {}
-    for attempt in itertools.count():
-        if len(seen) >= count:
-            break
-        if attempt > 50 * count:
-            raise ValueError(f"cannot make {count} distinct sentences from the templates; ask fewer")
-        seen.setdefault(_fill(_TEMPLATES[attempt % len(_TEMPLATES)], rng), None)
-    return tuple(seen)
 
 
 def corpus_specs(n_train: int, n_heldout: int, seed: int = 0,

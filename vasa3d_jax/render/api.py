@@ -123,7 +123,9 @@ def _broadcast_batch(gaussians: Gaussians, camera: Camera, background, offset):
 
 
 def _implementation(backend: str) -> str:
-    return ("pallas" if jax.default_backend() == "gpu" else "xla") if backend == "auto" else backend
+    # "auto" is the tested XLA path on every platform until a GPU run passes the GPU-marked tests;
+    # the Pallas kernels are one argument away (backend="pallas").
+    return "xla" if backend == "auto" else backend
 
 
 def render(
@@ -141,7 +143,7 @@ def render(
 
     gaussians: ``Gaussians`` (..., N, ...); camera: ``Camera`` (..., 4, 4)/(..., 3, 3); background
     (..., 3); all leading dims broadcast. backend: "xla" (pure JAX), "pallas" (Pallas kernels,
-    interpret mode off GPU) or "auto" (Pallas on GPU, XLA otherwise). antialiased: gsplat's
+    interpret mode off GPU) or "auto" (XLA on every platform, the tested path). antialiased: gsplat's
     rasterize_mode="antialiased" (opacity times the blur compensation). capacity: static number of
     (Gaussian, binning tile) pairs, binning tiles being ``binning.COARSEN`` x the compositing tile (default ``config.default_capacity(N)``; ``required_capacity`` measures a
     scene; ``isect_overflow`` > 0 in the output says it was too small). means2d_offset: optional

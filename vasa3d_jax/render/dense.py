@@ -20,11 +20,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
 from vasa3d_jax.render import projection, sh
 from vasa3d_jax.render.types import Camera, Gaussians
 
-ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat 1.5.3 ALPHA_THRESHOLD
-MAX_ALPHA = 0.999  # gsplat 1.5.3 alpha clamp
 TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3 early-stop transmittance
 DEPTH_ALPHA_MIN = 1e-10  # gsplat 1.5.3 render_mode "ED"
 

@@ -34,8 +34,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vasa3d_jax.constants import ALPHA_THRESHOLD
+
 EPS2D = 0.3  # gsplat 1.5.3 rasterization(eps2d=0.3): low-pass filter added to Sigma2d
-ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat 1.5.3 ALPHA_THRESHOLD
 GAUSSIAN_EXTEND = 3.33  # gsplat 1.5.3: radius in standard deviations without opacity
 FOV_CLAMP_MARGIN = 0.3  # gsplat 1.5.3 persp_proj: J clamp reaches 0.3 tan(fov) past the border
 
