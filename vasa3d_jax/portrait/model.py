@@ -303,7 +303,7 @@ def initial_avatar(pm: PortraitModel, space: MotionSpace | None = None, *,
     space: the avatar's motion space (default: the portrait's). config: ``AvatarConfig`` (its
     ``per_triangle`` is ignored: the samples set the count; ``sh_degree`` is honoured).
     """
-    from vasa3d_jax.pipeline import Avatar
+    from vasa3d_jax.avatar.io import Avatar
     space = space or pm.space
     if space != pm.space:
         raise ValueError("the avatar's motion space differs from the portrait's; the portrait's latent "

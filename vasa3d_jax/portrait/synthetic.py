@@ -67,10 +67,11 @@ def default_latent(space: MotionSpace) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def truth_avatar(seed: int = 0):
     """The textured template avatar (eq. 1)."""
-    from vasa3d_jax.pipeline import template_avatar
+    from vasa3d_jax.avatar.template import template_avatar
     from vasa3d_jax.avatar import gaussians as gs
     from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
-    from vasa3d_jax.pipeline import Avatar, skin_colors
+    from vasa3d_jax.avatar.io import Avatar
+    from vasa3d_jax.avatar.template import skin_colors
     head = template_head()
     space = MotionSpace.builtin()
     model = GaussianAvatar(head, space, AvatarConfig(per_triangle=PER_TRIANGLE, residual_width=8,

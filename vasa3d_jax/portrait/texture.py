@@ -218,7 +218,7 @@ def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
 def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
-    from vasa3d_jax.pipeline import _inside, skin_colors
+    from vasa3d_jax.avatar.template import _inside, skin_colors
     from vasa3d_jax.portrait.model import project_points
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
