@@ -62,10 +62,14 @@ def test_matte_cuts_below_the_chin_and_splits_hair():
     oval = np.stack([32 + 10 * np.sin(ang), 30 - 10 * np.cos(ang)], 1)
     lm[list(mt.FACE_OVAL), :2] = oval
     lm[mt.CHIN, :2] = (32, 40)
+    lm[mt.CHEEKS[0], :2], lm[mt.CHEEKS[1], :2] = (22, 30), (42, 30)
     m = mt.matte_from_person(person, lm)
-    face_h = 20.0
+    face_h, face_w = 20.0, 20.0
     cut = 40 + mt.NECK_KEEP * face_h
-    assert m.head[int(cut) + 2:].max() == 0 and m.head[: int(cut) - 1].min() == 1
+    assert m.head[int(cut) + 2:].max() == 0 and m.head[:39].min() == 1
+    assert m.head[int(cut) - 1, 32] == 1  # the neck below the chin stays
+    half = mt.NECK_HALF_WIDTH * face_w
+    assert m.head[42, int(32 + half) + 2] == 0 and m.head[42, int(32 - half) - 2] == 0  # collar
     assert m.face[30, 32] == 1 and m.hair[30, 32] == 0  # face centre: face, not hair
     assert m.hair[5, 32] == 1 and m.hair[30, 5] == 1  # above and beside the face: hair
     assert m.hair[45, 5] == 0  # below the chin: neck/shoulders, not hair
