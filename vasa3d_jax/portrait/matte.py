@@ -110,10 +110,13 @@ def person_mask(image) -> np.ndarray:
 
 def polygon_mask(polygon: np.ndarray, h: int, w: int) -> np.ndarray:
     """(H, W) float32: 1 at pixel centres inside the closed polygon (M, 2) in pixels (x, y)."""
-    from skimage.draw import polygon as fill
+    from vasa3d_jax.avatar.template import _inside
+    x0, y0 = np.clip(np.floor(polygon.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(polygon.max(0)).astype(int) + 1, 0, [w, h])
     mask = np.zeros((h, w), np.float32)
-    rr, cc = fill(polygon[:, 1] - 0.5, polygon[:, 0] - 0.5, shape=(h, w))
-    mask[rr, cc] = 1.0
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5  # only the polygon's bounding box is tested
+    inside = _inside(np.stack([xx.ravel(), yy.ravel()], 1), np.asarray(polygon, np.float64))
+    mask[y0:y1, x0:x1] = inside.reshape(yy.shape)
     return mask
 
 
