@@ -42,8 +42,17 @@ def test_model_is_consistent(portrait):
     region = np.asarray(pm.region)
     face = region == pm.head.region_id("face")
     assert conf[face].mean() > 0.5  # the photo sees most of the face
+    from vasa3d_jax.avatar.template import _inside
+    from vasa3d_jax.portrait import texture as tex
+    from vasa3d_jax.portrait.model import model_vertices, project_points
     inner = np.isin(region, [pm.head.region_id("mouth"), pm.head.region_id("teeth")])
-    assert conf[inner].max() == 0.0  # closed mouth: cavity and teeth never take photo pixels
+    if float(pm.mouth_open) > tex.MOUTH_OPEN_RATIO:  # open: no lip sample takes a gap pixel
+        xy_v = np.asarray(project_points(model_vertices(pm, pm.latent), pm.camera.viewmat, pm.camera.K)[0])
+        in_gap = _inside(np.asarray(pm.photo_xy), tex.inner_lip_polygon(xy_v))
+        assert in_gap[face].any() and conf[face & in_gap].max() == 0.0
+        assert conf[inner].max() > 0.5  # the teeth seen through the gap take their photo pixels
+    else:  # closed: cavity and teeth never take photo pixels
+        assert conf[inner].max() == 0.0
     # A bald truth whose matte is its own silhouette needs (almost) no hair shell.
     assert float(np.max(pm.thickness)) < 0.015
 

@@ -66,13 +66,16 @@ def test_matte_cuts_below_the_chin_and_splits_hair():
     m = mt.matte_from_person(person, lm)
     face_h, face_w = 20.0, 20.0
     cut = 40 + mt.NECK_KEEP * face_h
-    assert m.head[int(cut) + 2:].max() == 0 and m.head[:39].min() == 1
+    ear = 40 - mt.EAR_LEVEL * face_h
+    assert m.head[int(cut) + 2:].max() == 0 and m.head[:int(ear) - 1].min() == 1
+    jaw = mt.JAW_HALF_WIDTH * face_w  # between the ear lobes and the chin: the jaw's width only
+    assert m.head[37, int(32 + jaw) - 1] == 1 and m.head[37, int(32 + jaw) + 2] == 0
     assert m.head[int(cut) - 1, 32] == 1  # the neck below the chin stays
     half = mt.NECK_HALF_WIDTH * face_w
     assert m.head[42, int(32 + half) + 2] == 0 and m.head[42, int(32 - half) - 2] == 0  # collar
     assert m.face[30, 32] == 1 and m.hair[30, 32] == 0  # face centre: face, not hair
     assert m.hair[5, 32] == 1 and m.hair[30, 5] == 1  # above and beside the face: hair
-    assert m.hair[45, 5] == 0  # below the chin: neck/shoulders, not hair
+    assert m.hair[45, 5] == 0 and m.hair[37, 5] == 0  # shoulders / collar beside the jaw: not hair
 
 
 def test_diffuse_fill_keeps_seen_mirrors_unseen_and_diffuses_the_rest():

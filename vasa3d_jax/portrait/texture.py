@@ -57,7 +57,8 @@ LAMBDA = 100.0  # eq. 2 data weight against unit edge weights: seen colours stay
 MIRROR = 0.8  # eq. 2: a mirrored colour counts a little less than a seen one
 EPS = 1e-4  # eq. 2: keeps components without any data defined (their mean colour)
 MIRROR_TOL_M = 0.002  # a vertex without a partner within 2 mm has none
-MOUTH_OPEN_RATIO = 0.08  # inner-lip gap / inner mouth width above which the photo's mouth is open
+MOUTH_OPEN_RATIO = 0.03  # inner-lip gap / inner mouth width above which the photo's mouth is open
+# (a toothy smile, e.g. the astronaut's, measures 0.06: teeth show, they must not go on the lips)
 ERODE_PX = 5  # matte erosion (a 5 x 5 minimum filter: 2 px) before it weighs eq. 1
 VERTEX_MIN_WEIGHT = 0.4  # eq. 2 data only from vertices seen at least this well
 SKIN_REGIONS = ("face", "scalp", "neck")
