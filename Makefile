@@ -14,12 +14,20 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# apt: espeak-ng (speech for the synthetic motion corpus and tests), ffmpeg (audio/video codecs).
-$(STAMP): pyproject.toml Makefile
+# apt: espeak-ng (speech for the synthetic motion corpus and tests), ffmpeg (audio/video codecs),
+# chromium (headless browser tests of the web player), nodejs + npm (the player's JavaScript).
+$(STAMP): pyproject.toml Makefile web/package.json web/package-lock.json
 	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null; then \
 	  echo "[setup] apt-get install espeak-ng ffmpeg"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg >/dev/null; \
 	fi
+	@if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "[setup] apt-get install chromium nodejs npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium nodejs npm >/dev/null; \
+	fi
+	# three.js for the web player, exactly as locked (copied into every `vasa3d export`; no CDN).
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is the CPU build (test extra only); pip takes it from the machine's wheel cache.
@@ -48,4 +56,4 @@ bench: $(STAMP)
 	$(PY) experiments/bench_render.py
 
 clean:
-	rm -rf $(VENV) .jax_cache out
+	rm -rf $(VENV) .jax_cache out web/node_modules

@@ -10,10 +10,8 @@ fitted on the training frames only and both held-out sets are scored (PSNR, SSIM
     python experiments/fit_selfcheck.py --preset full      # GPU: 512x512, the paper's losses
 
 Targets (issue 4): quick reaches held-out-motion PSNR >= 28 dB and novel-view PSNR >= 24 dB in
-<= 10 min on 2 CPU cores. Measured (2026-11-24, 2 cores shared with other jobs, load average ~15):
-held-out motion 39.8 dB / SSIM 0.992 / LPIPS 0.015, novel view 24.1 dB / 0.915 / 0.085 (the
-untrained avatar: 27.3 dB on held-out motion); 36 min wall, 18.6 CPU-minutes for the whole script.
-The full preset was not run (no GPU here).
+<= 10 min on 2 CPU cores. The measured figures are in README.md ("Results", Fitting), the one
+place that quotes them.
 The last line printed is JSON: {"preset", "steps", "wall_s", "heldout_motion": {"psnr", "ssim",
 "lpips"}, "novel_view": {...}, ...}. Work directory: ``--workdir`` (default /tmp/fit_selfcheck_<preset>);
 rerunning the same command resumes an interrupted fit.

@@ -31,9 +31,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
+from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.avatar.render import render_frames
+from vasa3d_jax.camera import CameraPath
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import Camera, intrinsics, look_at, render
+from vasa3d_jax.render import Camera, intrinsics
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -60,12 +63,11 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-def orbit_camera(cfg, azimuth_deg: float) -> jax.Array:
-    az, el = np.deg2rad(azimuth_deg), np.deg2rad(cfg.elevation_deg)
-    target = np.asarray(cfg.target)
-    eye = target + cfg.distance * np.array([np.sin(az) * np.cos(el), np.sin(el),
-                                            np.cos(az) * np.cos(el)])
-    return look_at(eye, target)
+def orbit_camera(cfg, azimuth_deg: float) -> np.ndarray:
+    """World->camera 4x4 of the turntable camera at ``azimuth_deg`` (camera.CameraPath, eq. 1)."""
+    path = CameraPath("static", azimuth=float(azimuth_deg), elevation=cfg.elevation_deg, distance=cfg.distance,
+                      pivot=tuple(cfg.target))
+    return path.viewmat(0, None)
 
 
 def sweep_latents(space: MotionSpace, ramp_frames: int) -> tuple[np.ndarray, list[str]]:
@@ -128,54 +130,27 @@ def main(cfg: ml_collections.ConfigDict) -> pathlib.Path:
     params["gaussians"] = g.replace(
         opacity_logits=jnp.full_like(g.opacity_logits, float(np.log(cfg.opacity / (1 - cfg.opacity)))),
         log_scales=g.log_scales.at[:, 1].add(float(np.log(cfg.normal_scale))))  # local y = normal
-    k = intrinsics(cfg.focal, cfg.focal, cfg.size / 2, cfg.size / 2)
-    white = jnp.ones(3)
+    k = np.asarray(intrinsics(cfg.focal, cfg.focal, cfg.size / 2, cfg.size / 2))
+    white = (1.0, 1.0, 1.0)
+    preview = Avatar(avatar, params)
 
-    @jax.jit
-    def render_views(params, x, viewmats):
-        """One latent x (D,) from a batch of cameras (B, 4, 4)."""
-        (_, g_final), _ = avatar.apply(params, x)
-        cam = Camera(viewmat=viewmats, K=jnp.broadcast_to(k, viewmats.shape[:-2] + (3, 3)),
-                     width=cfg.size, height=cfg.size)
-        o = render(g_final, cam, white)
-        return o.rgb, o.isect_overflow
-
-    @jax.jit
-    def render_frames(params, xs, viewmat):
-        """A batch of latents xs (B, D) from one camera."""
-        (_, g_final), _ = avatar.apply(params, xs)
-        cam = Camera(viewmat=viewmat, K=k, width=cfg.size, height=cfg.size)
-        o = render(g_final, cam, white)
-        return o.rgb, o.isect_overflow
-
-    def chunks(n):
-        return [slice(i, min(i + cfg.chunk, n)) for i in range(0, n, cfg.chunk)]
+    def frames(xs, viewmats):
+        """Frame i of ``xs (n, D)`` from camera i of ``viewmats (n, 4, 4)`` (never truncated)."""
+        cam = Camera(viewmat=jnp.asarray(viewmats, jnp.float32),
+                     K=jnp.asarray(np.broadcast_to(k, (len(viewmats), 3, 3))), width=cfg.size, height=cfg.size)
+        return render_frames(preview, xs, cam, white, chunk=cfg.chunk)
 
     t0 = time.time()
     azimuths = np.linspace(0.0, 360.0, cfg.turntable_frames, endpoint=False)
-    views = jnp.stack([orbit_camera(cfg, a) for a in azimuths])
-    turn = []
-    for s in chunks(len(azimuths)):
-        v = views[s]
-        pad = cfg.chunk - v.shape[0]  # keep one compiled shape
-        rgb, ovf = render_views(params, space.neutral(), jnp.concatenate([v, v[:1].repeat(pad, 0)]))
-        if int(jnp.max(ovf)) > 0:
-            raise RuntimeError(f"renderer intersection capacity overflowed ({int(jnp.max(ovf))})")
-        turn += [to_uint8(r) for r in rgb[:v.shape[0]]]
+    views = np.stack([orbit_camera(cfg, a) for a in azimuths])
+    turn = [to_uint8(r) for r in frames(np.repeat(np.asarray(space.neutral(1)), len(views), 0), views)]
     write_mp4(out / "turntable.mp4", turn, cfg.fps)
     print(f"turntable: {len(turn)} frames in {time.time() - t0:.0f} s")
 
     t0 = time.time()
     xs, labels = sweep_latents(space, cfg.ramp_frames)
     three_quarter = orbit_camera(cfg, 25.0)
-    sweep = []
-    for s in chunks(len(xs)):
-        x = jnp.asarray(xs[s])
-        pad = cfg.chunk - x.shape[0]
-        rgb, ovf = render_frames(params, jnp.concatenate([x, x[:1].repeat(pad, 0)]), three_quarter)
-        if int(jnp.max(ovf)) > 0:
-            raise RuntimeError(f"renderer intersection capacity overflowed ({int(jnp.max(ovf))})")
-        sweep += [to_uint8(r) for r in rgb[:x.shape[0]]]
+    sweep = [to_uint8(r) for r in frames(xs, np.repeat(three_quarter[None], len(xs), 0))]
     peak = cfg.ramp_frames // 2  # sin(pi / 2) = 1 for an odd ramp
     write_mp4(out / "expressions.mp4",
               [label(f, labels[i // cfg.ramp_frames]) for i, f in enumerate(sweep)], cfg.fps)

@@ -4,6 +4,9 @@
                                                     talking on a turntable (MP4 with sound + contact sheet)
     vasa3d speak --audio FILE --out DIR [--avatar PATH] [--camera front|orbit|az=DEG,el=DEG]
                  [--size 256] [--seed 0]            any speech -> talking.mp4, contact_sheet.png, motion.npy
+    vasa3d export --out DIR [--avatar PATH] [--audio FILE | --motion M.npy] [--size 512] [--seed 0]
+                                                    avatar.ply (3DGS) + a web player of the talking avatar
+    vasa3d view DIR [--port 8000]                   serves an exported folder on 127.0.0.1 (Ctrl-C stops)
 
 Both print the output folder and a JSON summary (frames, fps achieved, wall time). Compiled programs
 are kept in a persistent cache (``$VASA3D_JAX_CACHE``, default ``~/.cache/vasa3d_jax/jax``), so a
@@ -66,6 +69,39 @@ def _speak(args) -> int:
     return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
+def _export(args) -> int:
+    import jax
+    import numpy as np
+
+    from vasa3d_jax import export
+    from vasa3d_jax.avatar.io import load_avatar
+    from vasa3d_jax.avatar.template import template_avatar
+
+    t0 = time.perf_counter()
+    if (args.audio is None) == (args.motion is None):
+        raise ValueError("give one of --audio (speech; the motion is generated) or --motion (a (T, D) .npy, "
+                         "e.g. the motion.npy of `vasa3d speak`)")
+    motion = None
+    if args.motion is not None:
+        if not pathlib.Path(args.motion).is_file():
+            raise FileNotFoundError(f"motion file {args.motion!r} not found")
+        motion = np.load(args.motion)
+    avatar = load_avatar(args.avatar) if args.avatar else template_avatar()
+    summary = export.export_web(avatar, args.out, motion=motion, audio=args.audio, key=jax.random.key(args.seed),
+                                size=args.size)
+    summary.pop("sizes", None)
+    print(json.dumps({**summary, "total_s": round(time.perf_counter() - t0, 2)}))
+    print(f"wrote {summary['index']} and {summary['ply']}; play it with: vasa3d view {args.out}")
+    return 0
+
+
+def _view(args) -> int:
+    from vasa3d_jax.export.serve import serve
+
+    serve(args.folder, port=args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vasa3d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,9 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels (even)")
     p.add_argument("--seed", type=int, default=0, help="motion sampling seed")
     p.set_defaults(func=_speak)
+    p = sub.add_parser("export", help="avatar -> avatar.ply (3DGS) + the talking avatar as a web player")
+    p.add_argument("--out", required=True, help="output folder (index.html, rig files, audio.wav, avatar.ply)")
+    p.add_argument("--avatar", default=None,
+                   help="avatar file from vasa3d_jax.pipeline.save_avatar (default: the built-in template head)")
+    p.add_argument("--audio", default=None, help="speech file: the motion is generated from it and it plays along")
+    p.add_argument("--motion", default=None, help="(T, D) motion latents .npy (e.g. motion.npy of vasa3d speak)")
+    p.add_argument("--size", type=int, default=512, help="the player's canvas size in pixels")
+    p.add_argument("--seed", type=int, default=0, help="motion sampling seed (with --audio)")
+    p.set_defaults(func=_export)
+    p = sub.add_parser("view", help="serve an exported folder on 127.0.0.1 and print its URL")
+    p.add_argument("folder", help="a folder written by vasa3d export")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    p.set_defaults(func=_view)
     args = parser.parse_args(argv)
-    _enable_compilation_cache()
-    runtime.keep_freed_memory()
+    if args.command != "view":  # serving files needs no JAX
+        _enable_compilation_cache()
+        runtime.keep_freed_memory()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -99,3 +99,17 @@ def test_bad_inputs_raise_clear_errors():
         render(g, CAM, backend="cuda")
     with pytest.raises(ValueError, match="viewmat"):
         render(g, Camera(viewmat=jnp.eye(3), K=CAM.K, width=W, height=H))
+
+
+def test_auto_backend_is_the_xla_path(monkeypatch):
+    """backend="auto" picks the tested XLA path on every platform, a GPU included (the Pallas kernels
+    are one argument away until a GPU run passes the GPU-marked tests)."""
+    from vasa3d_jax.render import api
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert api._implementation("auto") == "xla" and api._implementation("pallas") == "pallas"
+    monkeypatch.undo()
+    g = random_scene(jax.random.PRNGKey(5), 40)
+    cam = front_camera(32, 32)
+    np.testing.assert_array_equal(np.asarray(render(g, cam, backend="auto").rgb),
+                                  np.asarray(render(g, cam, backend="xla").rgb))

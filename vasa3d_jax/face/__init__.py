@@ -1,5 +1,4 @@
-"""Face analysis: MediaPipe's face detector, 468-point mesh and iris model, ported to Flax, and the
-motion encoder (encode.py: landmarks -> latents, identity, camera).
+"""Face analysis: MediaPipe's face detector, 468-point mesh and iris model, ported to Flax.
 
     from vasa3d_jax.face import load_image, analyze_faces, FaceAnalysis
     img = load_image("portrait.jpg")      # float32 RGB (H, W, 3) in [0, 1], EXIF orientation applied
@@ -18,8 +17,8 @@ from .pipeline import MIN_FACE_PX, FaceAnalysis, analyze_faces, face_pipeline
 from .encode import MotionFit, encode_motion, head_with_identity
 
 __all__ = [
+    "MotionFit", "encode_motion", "head_with_identity",
     "load_image", "as_rgb", "analyze_faces", "FaceAnalysis", "face_pipeline", "MIN_FACE_PX",
     "FaceAnalysisError", "NotAnImageError", "ImageTooSmallError", "NoFaceError", "FaceTooSmallError",
     "ModelFilesMissingError", "MultipleFacesWarning", "LowConfidenceWarning",
-    "MotionFit", "encode_motion", "head_with_identity",
 ]

@@ -88,12 +88,30 @@ def letterbox(h: int, w: int) -> tuple[float, float, float]:
     return (w - side) / 2.0, (h - side) / 2.0, side
 
 
+def _axis_taps(coord, n: int):
+    """1-D bilinear taps at OpenCV coordinates coord with zero border: (i0, i1, w0, w1)."""
+    c0 = jnp.floor(coord)
+    f = coord - c0
+    c0 = c0.astype(jnp.int32)
+    inside = lambda i: ((i >= 0) & (i < n)).astype(coord.dtype)
+    return (jnp.clip(c0, 0, n - 1), jnp.clip(c0 + 1, 0, n - 1),
+            (1 - f) * inside(c0), f * inside(c0 + 1))
+
+
 def detector_input(image):
-    """(H, W, 3) in [0, 1] -> (128, 128, 3) in [-1, 1]: letterboxed, corner-to-corner (§2.1)."""
-    left, top, side = letterbox(*image.shape[:2])
+    """(H, W, 3) in [0, 1] -> (128, 128, 3) in [-1, 1]: letterboxed, corner-to-corner (§2.1).
+
+    The grid is axis-aligned, so the bilinear warp is separable: interpolate the 128 needed rows,
+    then the 128 columns of those (two contiguous gathers instead of 4 x 128^2 point gathers).
+    """
+    h, w, _ = image.shape
+    left, top, side = letterbox(h, w)
     t = jnp.arange(DETECTOR_SIZE, dtype=jnp.float32) * (side / DETECTOR_SIZE)
-    y, x = jnp.meshgrid(top + t, left + t, indexing="ij")
-    return bilinear(image, x, y, "zero") * 2.0 - 1.0
+    y0, y1, wy0, wy1 = _axis_taps(top + t, h)
+    x0, x1, wx0, wx1 = _axis_taps(left + t, w)
+    rows = image[y0] * wy0[:, None, None] + image[y1] * wy1[:, None, None]   # (128, W, 3)
+    out = rows[:, x0] * wx0[None, :, None] + rows[:, x1] * wx1[None, :, None]
+    return out * 2.0 - 1.0
 
 
 def decode_detections(regressors, logits, anchor):
@@ -126,17 +144,21 @@ def weighted_nms(boxes, keypoints, scores, max_faces: int):
     Returns boxes (K, 4), keypoints (K, 6, 2), scores (K,), valid (K,) in descending score order
     (invalid entries last, zero-filled). scores < 0 mark dropped candidates.
     """
+    n = scores.shape[0]
+
     def step(remaining, _):
+        # One-hot selection instead of indexing (x[top], .at[top].set become gathers/scatters).
         s = jnp.where(remaining, scores, -1.0)
-        top = jnp.argmax(s)
-        ok = s[top] >= MIN_SCORE
-        members = remaining & (_iou(boxes[top], boxes) > NMS_IOU)
-        members = members.at[top].set(True) & ok
+        best = s.max()
+        top = jnp.arange(n) == jnp.argmax(s)
+        ok = best >= MIN_SCORE
+        top_box = jnp.where(top[:, None], boxes, 0.0).sum(0)
+        members = (remaining & (_iou(top_box, boxes) > NMS_IOU) | top) & ok
         wts = jnp.where(members, scores, 0.0)
         total = jnp.where(ok, wts.sum(), 1.0)
         box = (wts[:, None] * boxes).sum(0) / total
         kps = (wts[:, None, None] * keypoints).sum(0) / total
-        return remaining & ~members, (box, kps, jnp.where(ok, s[top], 0.0), ok)
+        return remaining & ~members, (box, kps, jnp.where(ok, best, 0.0), ok)
 
     _, (b, k, s, v) = jax.lax.scan(step, scores >= MIN_SCORE, None, length=max_faces)
     return b, k, s, v

@@ -35,7 +35,8 @@ from .errors import (FaceTooSmallError, LowConfidenceWarning, ModelFilesMissingE
                      MultipleFacesWarning, NoFaceError, NotAnImageError)
 from .image import as_rgb, load_image
 
-__all__ = ["FaceAnalysis", "analyze_faces", "face_pipeline", "MIN_FACE_PX", "MAX_ANALYSIS_SIDE"]
+__all__ = ["FaceAnalysis", "analyze_faces", "face_pipeline", "flax_nets", "MIN_FACE_PX",
+           "MAX_ANALYSIS_SIDE"]
 
 # A face whose detector box is narrower than this gives a 192-px mesh crop upsampled > 3x from
 # fewer than 60 source pixels: the landmarks then describe blur, not a face.
@@ -90,10 +91,11 @@ def _detect_input(images):
     return jax.vmap(G.detector_input)(images)
 
 
-def _decode(regressors, logits, image_hw: tuple[int, int], max_faces: int):
+def _decode(regressors, logits, letterbox, max_faces: int):
+    """Detector outputs -> (T, K) boxes, keypoints (pixels), scores, valid; largest face first.
+    letterbox = (left, top, side) is an array, so this compiles once for every image size."""
     anchor = jnp.asarray(G.anchors())
-    left, top, side = G.letterbox(*image_hw)
-    offset = jnp.asarray([left, top], jnp.float32)
+    offset, side = letterbox[:2], letterbox[2]
 
     def one(reg, logit):
         boxes, kps, scores = G.decode_detections(reg, logit, anchor)
@@ -107,25 +109,29 @@ def _decode(regressors, logits, image_hw: tuple[int, int], max_faces: int):
     return jax.vmap(one)(regressors, logits)
 
 
-def _mesh_input(images, boxes, keypoints):
-    rois = jax.vmap(jax.vmap(G.mesh_roi))(boxes, keypoints)
-    crop = lambda img, r: jax.vmap(lambda rr: G.roi_crop(img, rr, G.MESH_SIZE, centred=False))(r)
-    return rois, jax.vmap(crop)(images, rois)
+def _crops(images, rois, size: int, centred: bool, flip_last: bool):
+    """(T, H, W, 3), (T, M, R, 4) ROIs -> (T, M, R, size, size, 3); the last ROI of each group is
+    flipped when flip_last (the second eye). The only stage that depends on the image size."""
+    def per_image(img, r):
+        def group(rr):
+            crops = [G.roi_crop(img, rr[i], size, centred, flip=flip_last and i == rr.shape[0] - 1)
+                     for i in range(rr.shape[0])]
+            return jnp.stack(crops)
+        return jax.vmap(group)(r)
+    return jax.vmap(per_image)(images, rois)
 
 
-def _mesh_output(mesh, flag, rois, images):
+def _mesh_rois(boxes, keypoints):
+    return jax.vmap(jax.vmap(G.mesh_roi))(boxes, keypoints)[:, :, None]  # (T, M, 1, 4)
+
+
+def _mesh_output(mesh, flag, rois):
     t, m = rois.shape[:2]
     pts = mesh.reshape(t, m, 468, 3)
-    landmarks = jax.vmap(jax.vmap(lambda p, r: G.project(p, r, G.MESH_SIZE)))(pts, rois)
+    landmarks = jax.vmap(jax.vmap(lambda p, r: G.project(p, r[0], G.MESH_SIZE)))(pts, rois)
     presence = jax.nn.sigmoid(flag.reshape(t, m))
     eyes = jax.vmap(jax.vmap(G.eye_rois))(landmarks)  # (T, M, 2, 4)
-
-    def crops(img, eye):  # eye (M, 2, 4)
-        one = lambda e: jnp.stack([G.roi_crop(img, e[0], G.IRIS_SIZE, centred=True),
-                                   G.roi_crop(img, e[1], G.IRIS_SIZE, centred=True, flip=True)])
-        return jax.vmap(one)(eye)
-
-    return landmarks, presence, eyes, jax.vmap(crops)(images, eyes)
+    return landmarks, presence, eyes
 
 
 def _iris_output(contours, iris, eyes):
@@ -144,11 +150,9 @@ def _iris_output(contours, iris, eyes):
     return jax.vmap(jax.vmap(one))(contours, iris, eyes)
 
 
-_jit_detect_input = jax.jit(_detect_input)
-_jit_decode = jax.jit(_decode, static_argnums=(2, 3))
-_jit_mesh_input = jax.jit(_mesh_input)
-_jit_mesh_output = jax.jit(_mesh_output)
-_jit_iris_output = jax.jit(_iris_output)
+_STAGES = (_detect_input, _decode, _mesh_rois, _crops, _mesh_output, _iris_output)
+_JIT_STAGES = (jax.jit(_detect_input), jax.jit(_decode, static_argnums=3), jax.jit(_mesh_rois),
+               jax.jit(_crops, static_argnums=(2, 3, 4)), jax.jit(_mesh_output), jax.jit(_iris_output))
 
 
 def face_pipeline(images, run_detector, run_mesh, run_iris, max_faces: int, num_meshes: int,
@@ -157,19 +161,24 @@ def face_pipeline(images, run_detector, run_mesh, run_iris, max_faces: int, num_
 
     ``run_*`` map a batch of network inputs to the network's outputs (nets.py applied, or LiteRT).
     With Flax runners and ``jit_stages=False`` this is one pure function: jit or vmap it whole.
-    Coordinates are OpenCV's here (``analyze_faces`` converts).
+    With ``jit_stages`` each stage is jitted on its own and only the crops depend on the image
+    size, so a new image size costs three small compilations. Coordinates are OpenCV's here
+    (``analyze_faces`` converts).
     """
-    st = ((_jit_detect_input, _jit_decode, _jit_mesh_input, _jit_mesh_output, _jit_iris_output)
-          if jit_stages else (_detect_input, _decode, _mesh_input, _mesh_output, _iris_output))
+    detect_input, decode, mesh_rois, crops, mesh_output, iris_output = (
+        _JIT_STAGES if jit_stages else _STAGES)
     t, h, w, _ = images.shape
-    reg, logit = run_detector(st[0](images))
-    boxes, kps, scores, valid = st[1](reg, logit, (h, w), max_faces)
+    reg, logit = run_detector(detect_input(images))
+    letterbox = jnp.asarray(G.letterbox(h, w), jnp.float32)
+    boxes, kps, scores, valid = decode(reg, logit, letterbox, max_faces)
     boxes, kps, scores, valid = (a[:, :num_meshes] for a in (boxes, kps, scores, valid))
-    rois, crops = st[2](images, boxes, kps)
-    mesh, flag = run_mesh(crops.reshape(-1, G.MESH_SIZE, G.MESH_SIZE, 3))
-    landmarks, presence, eyes, eye_crops = st[3](mesh, flag, rois, images)
-    contours, iris = run_iris(eye_crops.reshape(-1, G.IRIS_SIZE, G.IRIS_SIZE, 3))
-    contours, iris = st[4](contours, iris, eyes)
+    rois = mesh_rois(boxes, kps)
+    mesh_in = crops(images, rois, G.MESH_SIZE, False, False)
+    mesh, flag = run_mesh(mesh_in.reshape(-1, G.MESH_SIZE, G.MESH_SIZE, 3))
+    landmarks, presence, eyes = mesh_output(mesh, flag, rois)
+    eye_in = crops(images, eyes, G.IRIS_SIZE, True, True)
+    contours, iris = run_iris(eye_in.reshape(-1, G.IRIS_SIZE, G.IRIS_SIZE, 3))
+    contours, iris = iris_output(contours, iris, eyes)
     return dict(box=boxes, score=scores, keypoints=kps, landmarks=landmarks, iris=iris,
                 eye_contours=contours, presence=presence, valid=valid)
 
@@ -179,10 +188,31 @@ def face_pipeline(images, run_detector, run_mesh, run_iris, max_faces: int, num_
 
 @functools.cache
 def _flax_runner(name: str):
+    """Run a ported net on any batch as fixed chunks of ``nets.CHUNK`` images (the last zero-padded):
+    each net compiles once per process whatever the number of frames or faces, and chunks run as
+    fast per image as one big batch or faster (nets.CHUNK says why)."""
     from . import nets
     module, variables = nets.load_net(name)
     apply = jax.jit(module.apply)
-    return lambda x: apply(variables, x)
+
+    def run(x):
+        n = x.shape[0]
+        pad = -n % nets.CHUNK
+        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
+        outs = [apply(variables, x[i:i + nets.CHUNK]) for i in range(0, n + pad, nets.CHUNK)]
+        return tuple(jnp.concatenate(o)[:n] for o in zip(*outs))
+
+    return run
+
+
+def flax_nets():
+    """(run_detector, run_mesh, run_iris) as pure functions of arrays (the ported nets applied in
+    chunks with ``lax.map``), for ``face_pipeline(..., jit_stages=False)`` under one ``jax.jit``."""
+    from . import nets
+    (det, dv), (mesh, mv), (iris, iv) = (nets.load_net(n)
+                                         for n in (assets.DETECTOR, assets.LANDMARKS, assets.IRIS))
+    return (lambda x: nets.apply_chunked(det, dv, x), lambda x: nets.apply_chunked(mesh, mv, x),
+            lambda x: nets.apply_chunked(iris, iv, x))
 
 
 @functools.cache
@@ -269,7 +299,8 @@ def _prepare(images, name: str):
 
 
 def _to_pixels(out: dict, f: int, width: int) -> dict:
-    """OpenCV coordinates of the analysed (maybe downscaled) frames -> original pixels, z / width."""
+    """OpenCV coordinates of the analysed (maybe downscaled by f) frames -> original pixels; z in
+    image widths (``width`` is the analysed frames' width: z and width scale together)."""
     res = {k: np.asarray(v) for k, v in out.items()}
     res["iris"] = res["iris"][..., :2]  # the iris model's z is not used (MediaPipe overwrites it too)
     for k in ("box", "keypoints", "iris"):
@@ -301,7 +332,7 @@ def analyze_faces(images, backend: str = "flax", max_faces: int = 4, min_face_px
     width = w * f
     out = face_pipeline(jnp.asarray(frames), *_runners(backend), max_faces=max_faces,
                         num_meshes=1 if batched else max_faces)
-    res = _to_pixels(out, f, width)
+    res = _to_pixels(out, f, w)
     size = res["box"][..., 2:] - res["box"][..., :2]
     big = res["valid"] & (size.min(-1) >= min_face_px)
     if batched:
@@ -316,7 +347,7 @@ def analyze_faces(images, backend: str = "flax", max_faces: int = 4, min_face_px
             f"that fills at least ~1/8 of the image's shorter side; crop closer to the face or use "
             f"another photo.")
     if not big.any():
-        bw, bh = size[0]
+        bw, bh = size[0, 0]
         raise FaceTooSmallError(
             f"the face in {name} is only {bw:.0f}x{bh:.0f} px; landmarks need a face at least "
             f"{min_face_px} px wide. Use a higher-resolution photo (or crop it closer to the face).")
