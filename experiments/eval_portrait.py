@@ -19,18 +19,18 @@ Per portrait it fits (or reuses, from ``--workdir/<name>``) the avatar and print
 
 The last line is a JSON list of all portraits' entries.
 
-Measured (2026-12-02, quick preset: 480 steps, back views, colours kept in [0, 1]; astronaut on the
-idle 2-core CPU, the other two while the slow test suite shared it; compiled programs from the
+Measured (2026-12-02, quick preset: 480 steps, back views, colours kept in [0, 1], the portrait
+model with its mirror texture; the 2-core CPU shared with one other job; compiled programs from the
 persistent cache):
 
 | portrait | photo view PSNR / SSIM / LPIPS | held-out PSNR / SSIM / LPIPS | detected | landmarks / IOD (0, -45, +45 deg) | lips r | portrait -> avatar |
 |---|---|---|---|---|---|---|
-| astronaut | 27.1 / 0.944 / 0.016 | 31.4 / 0.954 / 0.026 | 7/7 | 0.071 (0.048, 0.084, 0.128) | 0.882 | 175 s |
-| grace_hopper | 20.8 / 0.884 / 0.032 | 25.2 / 0.919 / 0.044 | 7/7 | 0.057 (0.030, 0.112, 0.091) | 0.904 | 195 s (loaded) |
-| single_face | 26.7 / 0.965 / 0.010 | 30.3 / 0.960 / 0.026 | 7/7 | 0.046 (0.029, 0.096, 0.061) | 0.869 | 245 s (loaded) |
+| astronaut | 27.0 / 0.942 / 0.015 | 30.6 / 0.951 / 0.025 | 7/7 | 0.069 (0.047, 0.096, 0.114) | 0.884 | 141 s |
+| grace_hopper | 21.0 / 0.896 / 0.030 | 25.7 / 0.924 / 0.040 | 7/7 | 0.056 (0.030, 0.101, 0.093) | 0.926 | 183 s |
+| single_face | 27.2 / 0.966 / 0.010 | 30.4 / 0.961 / 0.024 | 7/7 | 0.044 (0.026, 0.090, 0.062) | 0.899 | 182 s |
 
 Goals: LPIPS <= 0.06, lips r >= 0.8 and <= 10 min are met; photo-view PSNR >= 30 dB is not (short
-by 2.9, 9.2 and 3.3 dB). The earlier preset (240 steps, no back views) gave 26.2 / 20.8 / 25.0 dB.
+by 3.0, 9.0 and 2.8 dB). The earlier preset (240 steps, no back views) gave 26.2 / 20.8 / 25.0 dB.
 """
 
 from __future__ import annotations
