@@ -34,7 +34,6 @@ Goals (2 cores, idle; issue 16): 256 fitted avatar >= 25 fps end to end, 512 >= 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -54,7 +53,6 @@ from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.avatar.render import FrameRenderer
 from vasa3d_jax.avatar.template import (TEMPLATE_NORMAL_SCALE, TEMPLATE_OPACITY, TEMPLATE_PLANE_SCALE,
                                         skin_colors, template_avatar)
-from vasa3d_jax.camera import CameraPath
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion import generate, load_default_model

@@ -4,7 +4,6 @@ the same face with the gaze channels set by hand to that side, not to the other)
 emotion offset raises the smile action units."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

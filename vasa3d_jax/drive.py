@@ -28,7 +28,7 @@ from PIL import Image
 
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.camera import CameraPath, CameraSpec
-from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.constants import FPS
 
 MAX_SECONDS = 60.0  # frames are held in memory for face analysis
 
@@ -112,7 +112,7 @@ def drive(avatar: Avatar, video_path: str | os.PathLike, out_dir: str | os.PathL
     """Writes ``out_dir/video_name`` (the avatar performing the clip's motion, with its sound;
     ``side_by_side``: the driving video on the left), ``motion.npy`` (25 fps latents) and
     ``contact_sheet.png``; returns a summary."""
-    from vasa3d_jax import pipeline, video
+    from vasa3d_jax import pipeline
 
     path = CameraPath.parse(camera_path)  # a bad camera fails before any work
     frames, rate = read_video(video_path)

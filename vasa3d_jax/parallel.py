@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -33,6 +34,13 @@ def devices_for_batch(batch_size: int, devices: Sequence[jax.Device] | None = No
     devices = list(jax.devices() if devices is None else devices)
     d = max(k for k in range(1, min(batch_size, len(devices)) + 1) if batch_size % k == 0)
     return devices[:d]
+
+
+def example_keys(seed: int, step: int, batch_size: int) -> np.ndarray:
+    """Per-example PRNG keys of step ``step`` as raw ``(batch_size, 2)`` uint32, independent of the
+    device count (fitting and motion training draw their randomness per example, never per device)."""
+    base = jax.random.fold_in(jax.random.key(seed), step)
+    return np.asarray(jax.random.key_data(jax.random.split(base, batch_size)))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

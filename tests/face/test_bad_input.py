@@ -1,7 +1,6 @@
 """Every bad input of issue 14 part 3 gets a clear ValueError (or a warning), never a crash or NaN."""
 
 import io
-import warnings
 
 import numpy as np
 import pytest

@@ -179,7 +179,7 @@ def test_step_runs_under_pmap_like_under_shard_map(setup, cpu_devices):
     state = jax.jit(lambda k: trainer.init_state(avatar, cfg, k, SIZE, SIZE))(jax.random.key(0))
     body = trainer.make_step_body(avatar, cfg, SIZE, SIZE, data.pivot, capacity=2048)
     idx = fit_data.batch_indices(cfg.seed, 0, data.num, 4)
-    batch = {**data.batch(idx), "keys": fit_data.example_keys(cfg.seed, 0, 4)}
+    batch = {**data.batch(idx), "keys": parallel.example_keys(cfg.seed, 0, 4)}
     n = 4
     devices = cpu_devices[:n]
     stacked = jax.tree.map(lambda a: jnp.stack([a] * n), state)

@@ -96,12 +96,6 @@ def batch_indices(seed: int, step: int, num: int, batch_size: int, weights=None)
     return rng.choice(num, size=batch_size, replace=batch_size > num)
 
 
-def example_keys(seed: int, step: int, batch_size: int) -> np.ndarray:
-    """Per-example PRNG keys of step ``step`` as raw (batch_size, 2) uint32 (independent of devices)."""
-    base = jax.random.fold_in(jax.random.key(seed), step)
-    return np.asarray(jax.random.key_data(jax.random.split(base, batch_size)))
-
-
 def render_dataset(avatar, latents, viewmats, K, width: int, height: int, pivot,
                    background=(1.0, 1.0, 1.0), chunk: int = 8) -> FitDataset:
     """Frames of a known ``avatar.io.Avatar`` (its G″) for the given latents (N, D) and cameras

@@ -24,7 +24,7 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
 Each device averages the loss over its shard and the gradients are averaged with
 ``jax.lax.pmean(..., "data")``, so the update equals the one-device update; the step body names
 its axis, so it also runs under ``jax.pmap(..., axis_name="data")``. Randomness is per example and
-per step (data.example_keys), never per device. Checkpoints (ckpt.py, Orbax) are written every
+per step (parallel.example_keys), never per device. Checkpoints (ckpt.py, Orbax) are written every
 ``save_every`` steps, at the end and on SIGINT/SIGTERM; calling ``fit`` again with the same work
 directory resumes from the latest one. ``fit(..., init=avatar)`` starts from a given ``Avatar``
 (its head model, e.g. an identity-fitted template, its configuration and its parameters: colours,
@@ -60,7 +60,7 @@ from vasa3d_jax.fit import lpips as lpips_lib
 from vasa3d_jax.fit import sds as sds_lib
 from vasa3d_jax.fit import ssim as ssim_lib
 from vasa3d_jax.fit.config import FitConfig
-from vasa3d_jax.fit.data import FitDataset, batch_indices, example_keys
+from vasa3d_jax.fit.data import FitDataset, batch_indices
 from vasa3d_jax.head import HeadModel, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, Gaussians, render, required_capacity
@@ -469,7 +469,7 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
         for step in bar:
             idx = batch_indices(config.seed, step, dataset.num, config.batch_size, dataset.weights)
             batch = parallel.shard_batch(
-                {**dataset.batch(idx), "keys": example_keys(config.seed, step, config.batch_size)}, mesh)
+                {**dataset.batch(idx), "keys": parallel.example_keys(config.seed, step, config.batch_size)}, mesh)
             state, metrics = train_step(state, batch, lpips_rep)
             overflow = int(metrics["isect_overflow"])
             if overflow:  # (10): the step was not applied; redo it at a capacity that fits

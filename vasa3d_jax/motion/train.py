@@ -160,12 +160,6 @@ def _init_replicated(model_cfg: DiTConfig, cfg: TrainConfig, mesh: jax.sharding.
     return jax.jit(init_state_fn(model_cfg, cfg), out_shardings=parallel.replicated(mesh))
 
 
-def example_keys(seed: int, step: int, batch_size: int) -> np.ndarray:
-    """Per-example keys of step ``step``, as raw ``(B, 2)`` uint32 (independent of device count)."""
-    base = jax.random.fold_in(jax.random.key(seed), step)
-    return np.asarray(jax.random.key_data(jax.random.split(base, batch_size)))
-
-
 def train(clips: Sequence[Clip], workdir: str | pathlib.Path, cfg: TrainConfig, model_cfg: DiTConfig,
           *, space: MotionSpace | None = None, feature_encoder: str = "whisper",
           devices: Sequence[jax.Device] | None = None, stop_after: int | None = None,
@@ -216,7 +210,7 @@ def train(clips: Sequence[Clip], workdir: str | pathlib.Path, cfg: TrainConfig, 
         bar = tqdm(range(start, end), initial=start, total=end, desc="train motion DiT", disable=not progress)
         for step in bar:
             batch = parallel.shard_batch(normalize_batch(sampler.batch(cfg.batch_size, step), stats), mesh)
-            keys = parallel.shard_batch(example_keys(cfg.seed, step, cfg.batch_size), mesh)
+            keys = parallel.shard_batch(parallel.example_keys(cfg.seed, step, cfg.batch_size), mesh)
             state, metrics = train_step(state, batch, keys)
             done = step + 1
             if done % cfg.log_every == 0 or done == end:

@@ -49,7 +49,6 @@ from vasa3d_jax.avatar import gaussians as gs
 from vasa3d_jax.head import HeadModel, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import hair as hair_lib
-from vasa3d_jax.portrait import splat
 from vasa3d_jax.portrait import texture as tex
 from vasa3d_jax.portrait.matte import Matte
 from vasa3d_jax.render import Camera
@@ -274,7 +273,6 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
     verts = np.asarray(pose_fn(shape, latent))
     t1 = time.perf_counter()
 
-    faces = np.asarray(head.faces)
     levels = tex.subdivision_levels(head, verts, camera, sample_spacing_px, max_level)
     parent, bary, level = layout_samples(levels)
     texture = tex.project_texture(head, verts, camera, image, matte, parent, bary, level)

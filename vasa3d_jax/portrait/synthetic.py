@@ -67,7 +67,6 @@ def default_latent(space: MotionSpace) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def truth_avatar(seed: int = 0):
     """The textured template avatar (eq. 1)."""
-    from vasa3d_jax.avatar.template import template_avatar
     from vasa3d_jax.avatar import gaussians as gs
     from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
     from vasa3d_jax.avatar.io import Avatar
