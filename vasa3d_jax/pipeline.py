@@ -37,12 +37,6 @@ from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion import Controls, MotionGenerator, SamplerConfig, generate, load_default_model, stream
 
 STREAM_ORBIT_PERIOD_S = 8.0  # streaming has no clip length: one turn every 8 s
-# The render worker's stack (address space; pages are committed only when touched). With the
-# default 8 MB, loading a large executable from JAX's persistent cache in that thread segfaulted
-# in a long test process (the slow suite, twice; the same call passed alone); deep native recursion
-# is the suspect (ours).
-WORKER_STACK_BYTES = 256 << 20
-_THREAD_START = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -314,15 +308,8 @@ class _Raised:
 
 def in_background(items: Iterable, depth: int = 16) -> Iterator:
     """The items of ``items``, produced by a worker thread up to ``depth`` ahead of the consumer, so
-    producing (rendering: XLA releases the GIL) overlaps with consuming (encoding). The first item is
-    produced in the calling thread (compiling or loading the renderer happens there). An exception
-    in the producer is raised in the consumer; closing the consumer early stops the producer."""
-    items = iter(items)
-    try:
-        first = next(items)
-    except StopIteration:
-        return
-    yield first
+    producing (rendering: XLA releases the GIL) overlaps with consuming (encoding). An exception in
+    the producer is raised in the consumer; closing the consumer early stops the producer."""
     done = object()
     q: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -346,12 +333,7 @@ def in_background(items: Iterable, depth: int = 16) -> Iterator:
             put(_Raised(err))
 
     worker = threading.Thread(target=work, name="vasa3d-render", daemon=True)
-    with _THREAD_START:  # threading.stack_size is process-wide: set it for this thread only
-        previous = threading.stack_size(WORKER_STACK_BYTES)
-        try:
-            worker.start()
-        finally:
-            threading.stack_size(previous)
+    worker.start()
     try:
         while True:
             item = q.get()
