@@ -1,6 +1,5 @@
 """``vasa3d demo`` at a tiny size: espeak-ng speech -> motion -> template head -> turntable MP4 + sheet."""
 
-import contextlib
 import subprocess
 
 import av
@@ -60,27 +59,8 @@ def test_demo_fits_the_astronaut_and_reuses_the_avatar(tmp_path, monkeypatch):
     assert not first["reused_avatar"] and set(first["stage_s"]) >= {"analyse", "model", "synthesise", "fit"}
     sheet = np.asarray(Image.open(first["portrait_sheet"])) / 255.0
     assert sheet.shape[0] < sheet.shape[1] and 0.1 < np.mean(np.any(sheet < 0.9, axis=-1)) < 0.95
-    # Without the persistent compilation cache: late in the slow suite, loading the renderer that
-    # this process itself wrote to the cache segfaulted inside XLA's deserialisation (twice, at
-    # this line; the test passes alone). A separate `vasa3d demo` process reads it without trouble.
-    with _without_persistent_cache():
-        second = demo.run(tmp_path, size=SIZE, text="Hi there.", preset="tiny", progress=False)
+    second = demo.run(tmp_path, size=SIZE, text="Hi there.", preset="tiny", progress=False)
     assert second["reused_avatar"] and second["stage_s"].get("fit") is None
-
-
-@contextlib.contextmanager
-def _without_persistent_cache():
-    import jax
-    from jax._src import compilation_cache
-
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", enabled)
-        compilation_cache.reset_cache()
 
 
 @pytest.mark.slow
