@@ -46,14 +46,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# The demo's fit-and-reuse test runs in a process of its own: at the end of the long slow-suite
-# process, XLA:CPU segfaulted compiling or loading the renderer there (four runs, always that test;
-# it passes in a fresh process). README, Limits.
-DEMO_REUSE := tests/test_demo.py::test_demo_fits_the_astronaut_and_reuses_the_avatar
+# The end-to-end command tests (demo, drive) run in a process of their own: at the end of the long
+# slow-suite process, XLA:CPU segfaulted compiling or loading the renderer in the demo's
+# fit-and-reuse test (four runs, always there; it passes in a fresh process). README, Limits.
+APP_TESTS := tests/test_demo.py tests/test_drive.py
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m "slow" --deselect $(DEMO_REUSE) $(PYTEST_ARGS)
-	$(PY) -m pytest -q -m "slow" $(DEMO_REUSE) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "slow" $(addprefix --ignore=,$(APP_TESTS)) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "slow" $(APP_TESTS) $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
