@@ -83,11 +83,13 @@ def test_speak_writes_video_with_matching_sound(talker, speech_wav, tmp_path):
     assert abs(video_s - 1.0) < 1e-6
     # AAC adds 1024 priming samples and pads the last frame: at most 2 x 1024 samples (128 ms) extra.
     assert 0 <= audio_s - video_s <= 2 * 1024 / 16000
+    # bitwise: a round trip (write -> read) is the contract
     np.testing.assert_array_equal(np.load(tmp_path / "motion.npy"), speech.motion)
     assert (tmp_path / "contact_sheet.png").stat().st_size > 0
     assert summary["fps"] > 0 and summary["capacity"] > 0 and summary["resizes"] == 0
     # The same key gives the same motion.
     again = talker.speak(speech_wav, camera_path="orbit", key=jax.random.key(3))
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(again.motion, speech.motion)
 
 
@@ -184,6 +186,7 @@ def test_avatar_file_roundtrip(avatar, tmp_path):
     loaded = load_avatar(path)
     assert loaded.model.config == avatar.model.config and loaded.space == avatar.space
     for a, b in zip(jax.tree.leaves(avatar.params), jax.tree.leaves(loaded.params)):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileNotFoundError, match="save_avatar"):
         load_avatar(tmp_path / "nope.npz")
@@ -229,6 +232,7 @@ def test_zero_residual_is_detected_and_skipped_exactly(avatar):
     full = final_gaussians(avatar.model, avatar.params, x)
     skipped = final_gaussians(avatar.model, avatar.params, x, residual=False)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(skipped)):
+        # bitwise: a residual of exactly zero is skipped, not approximated
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     out = avatar.params["d_pose"]["params"]["output"]
     bumped = {**avatar.params, "d_pose": {"params": {**avatar.params["d_pose"]["params"],
@@ -244,6 +248,7 @@ def test_stream_odd_chunks_give_the_frames_of_one_call(talker):
     pieces = [wav[:1], wav[1:1], wav[1:1 + 3 * 16000], wav[1 + 3 * 16000:]]  # 1 sample, 0, "3 s" (the rest)
     odd = list(talker.stream(pieces, "front", key=jax.random.key(1), motion_out=odd_motion))
     assert len(whole) == len(odd) == 55
+    # bitwise: chunking the stream is a schedule only (the same windows, the same programs)
     np.testing.assert_array_equal(np.concatenate(whole_motion), np.concatenate(odd_motion))
     np.testing.assert_array_equal(np.stack(whole), np.stack(odd))
 

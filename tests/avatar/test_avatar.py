@@ -52,7 +52,7 @@ def test_rigid_head_motion_moves_gaussians_rigidly(avatar):
         # float32 frames of the smallest (~2 mm) triangles carry ~1e-5 of rounding
         np.testing.assert_allclose((r * q0).as_matrix(), q1.as_matrix(), atol=1e-4)
         np.testing.assert_allclose(g.scales[1], g.scales[0], rtol=1e-4)
-        np.testing.assert_array_equal(g.opacities[1], g.opacities[0])
+        np.testing.assert_array_equal(g.opacities[1], g.opacities[0])  # bitwise: rigid motion never touches opacity
     # The prior: z_pose is the head's global rotation and translation.
     np.testing.assert_allclose(aux["global_rot"][1], rotvec, atol=1e-6)
     np.testing.assert_allclose(aux["translation"][1], t, atol=1e-6)
@@ -63,7 +63,7 @@ def test_zero_residual_gives_base_and_residual_regions(avatar, template):
     x = jnp.asarray(_frame(av.space, (0.1, 0.2, 0.0), AU26=0.8, AU01=0.5, gaze_pitch=0.1))
     (gb, gf), aux = apply(params, x)
     for a, b in zip(jax.tree.leaves(gb), jax.tree.leaves(gf)):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # bitwise: a zero residual adds exactly zero
     assert float(jnp.abs(aux["residual"]).max()) == 0.0
     # Inactive slots render as nothing.
     live = np.asarray(params["binding"].active)
@@ -86,6 +86,7 @@ def test_zero_residual_gives_base_and_residual_regions(avatar, template):
     face = np.asarray(av.face_mask)[np.asarray(params["binding"].parent)] & live
     moved = np.linalg.norm(np.asarray(gf2.means - gb2.means), axis=-1) > 1e-6
     np.testing.assert_array_equal(moved, face)
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(gb2.means, gb.means)  # G' does not see the residual
     # d_mu = 0.05 triangle units along each local axis: world offset k R (0.05, 0.05, 0.05).
     fr = bnd.gather_frames(bnd.triangle_frames(aux2["vertices"], av.faces), params["binding"].parent)

@@ -46,6 +46,7 @@ def test_baked_rig_decodes_to_the_avatar(noisy, noisy_rig, motion, frames, tmp_p
     assert summary["sizes"]["frames.bin.gz"] < len(motion) * frame_bytes(rig)
     back = read_web(tmp_path)
     for name in ("faces", "parent", "means_local", "colors", "offsets", "rigid", "coeffs", "residual_basis"):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(getattr(back, name), getattr(rig, name))
 
     live = np.asarray(params["binding"].active)

@@ -21,7 +21,7 @@ def test_load_clip_and_labels(tmp_path):
     p = _write(tmp_path / "a.npz", motion=m, features=f, feature_encoder=np.asarray("logmel"),
                gaze=np.array([0.1, -0.2]), distance=np.float32(0.6), emotion=np.ones(8), text=np.asarray("hi"))
     clip = data.load_clip(p, SPACE, feature_encoder="logmel")
-    np.testing.assert_array_equal(clip.motion, m)
+    np.testing.assert_array_equal(clip.motion, m)  # bitwise: a round trip (write -> read) is the contract
     assert clip.gaze.shape == (2,) and clip.distance == pytest.approx(0.6) and clip.emotion.shape == (8,)
     with pytest.raises(ValueError, match="encoder"):
         data.load_clip(p, SPACE, feature_encoder="whisper")
