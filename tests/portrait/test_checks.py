@@ -30,11 +30,24 @@ def test_a_good_portrait_passes_silently():
     assert checks.check_portrait(img, checks.FaceMeasure(lm, 1)) == []
 
 
-def test_small_face_is_an_error_naming_the_size_needed():
+def test_small_face_is_an_error_naming_the_size_needed_and_a_soft_one_warns():
     img, _ = _face_image()
-    lm = _landmarks(width=60.0)
-    with pytest.raises(ValueError, match=r"at least 40 px"):
-        checks.check_portrait(img, checks.FaceMeasure(lm + 200, 1))
+    with pytest.raises(ValueError, match=r"30 px wide.*at least 40 px"):
+        checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=30.0) + 200, 1))
+    notes = checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=80.0), 1))
+    assert any("80 px wide" in n and "soft" in n for n in notes), notes
+    assert not any("soft" in n for n in checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=130.0), 1)))
+
+
+def test_face_n_picks_by_size_and_names_the_range():
+    class Face:
+        def __init__(self, lm):
+            self.landmarks = lm
+
+    faces = [Face(_landmarks(width=80)), Face(_landmarks(width=160)), Face(_landmarks(width=50))]
+    assert [np.ptp(checks.choose_face(faces, i).landmarks[:, 0]) for i in range(3)] == pytest.approx([160, 80, 50], rel=1e-3)
+    with pytest.raises(ValueError, match=r"--face 3: the photo has 3 face\(s\), numbered 0 \(the largest\) to 2"):
+        checks.choose_face(faces, 3)
 
 
 def test_cut_off_face_names_the_edge_and_what_will_be_poor():

