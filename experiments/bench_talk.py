@@ -8,7 +8,7 @@ Command (from the repository root, venv active; ``--quick`` for one small case):
 Avatars: ``template`` (the built-in head, one Gaussian per triangle, ~5.8k live), ``dense``: the
 template head with ``--per_triangle`` (default 5, ~29k live) Gaussians per triangle and full-size
 residual networks (4 x 256, output layer zero as before fitting), and ``portrait``: a fitted
-portrait avatar file (``--portrait_avatar``, default ``out/demo/work/avatar.npz``, which ``make demo``
+portrait avatar file (``--portrait_avatar``, default ``out/demo/avatar.npz``, which ``make demo``
 writes; ~19k live Gaussians and the quick preset's small residual networks on the astronaut).
 Per case one JSON line, then one JSON object with all:
 
@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
         avatars=("template", "portrait"), sizes=(256, 512), cameras=("front", "orbit"),
         seconds=6.0,  # speech length per run (150 frames at 25 fps)
         per_triangle=5,  # the dense avatar's Gaussians per triangle
-        portrait_avatar="out/demo/work/avatar.npz",  # a fitted portrait avatar (make demo writes this one)
+        portrait_avatar="out/demo/avatar.npz",  # a fitted portrait avatar (make demo writes this one)
         seed=0,
     ))
 
@@ -87,7 +87,7 @@ def portrait_avatar(path: str) -> Avatar:
     from vasa3d_jax.avatar.io import load_avatar
 
     if not pathlib.Path(path).is_file():
-        raise FileNotFoundError(f"no fitted avatar at {path}: run `make demo` (writes out/demo/work/avatar.npz) "
+        raise FileNotFoundError(f"no fitted avatar at {path}: run `make demo` (writes out/demo/avatar.npz) "
                                 "or `vasa3d fit --portrait PHOTO --out DIR` and pass --portrait_avatar DIR/avatar.npz")
     return load_avatar(path)
 

@@ -10,7 +10,7 @@ fitted on the training frames only and both held-out sets are scored (PSNR, SSIM
     python experiments/fit_selfcheck.py --preset full      # GPU: 512x512, the paper's losses
 
 Targets (issue 4): quick reaches held-out-motion PSNR >= 28 dB and novel-view PSNR >= 24 dB in
-<= 10 min on 2 CPU cores. The measured figures are in README.md ("Results", Fitting), the one
+<= 10 min on 2 CPU cores. The measured figures are in docs/RESULTS.md (Fitting), the one
 place that quotes them.
 The last line printed is JSON: {"preset", "steps", "wall_s", "heldout_motion": {"psnr", "ssim",
 "lpips"}, "novel_view": {...}, ...}. Work directory: ``--workdir`` (default /tmp/fit_selfcheck_<preset>);

@@ -207,3 +207,25 @@ def test_cache_is_keyed_by_content_and_preset(tmp_path, monkeypatch):
     monkeypatch.delenv("VASA3D_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert api.cache_root() == tmp_path / "xdg" / "vasa3d"
+
+
+@pytest.mark.slow  # one tiny-preset fit (~7 min on the 2-core machine, most of it compilation)
+def test_speak_with_a_standing_person_photo_fits_once_then_reuses(tmp_path, capsys, monkeypatch):
+    """`vasa3d speak --portrait PHOTO --text ...`: the standing-person photo (the face a fifteenth of
+    its height) becomes an avatar in the cache and speaks; the second run reuses the avatar."""
+    import json
+
+    from test_pipeline import SIZE, tiny_generator
+
+
+    monkeypatch.setattr("vasa3d_jax.motion.load_default_model", tiny_generator)
+    photo = _png(tmp_path, "standing.png", _canvas(1500, 2000, 130))
+    runs = []
+    for out in ("a", "b"):
+        assert cli.main(["speak", "--portrait", str(photo), "--text", "Hi there.", "--out", str(tmp_path / out),
+                         "--preset", "tiny", "--size", str(SIZE)]) == 0
+        runs.append(json.loads(capsys.readouterr().out.splitlines()[0]))
+    assert [r["reused_avatar"] for r in runs] == [False, True]
+    assert runs[0]["avatar_cache"] == runs[1]["avatar_cache"]
+    assert runs[0]["avatar_cache"].startswith(str(tmp_path / "cache" / "avatars"))
+    assert runs[1]["frames"] > 5 and (tmp_path / "b" / "talking.mp4").stat().st_size > 0

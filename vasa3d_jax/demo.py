@@ -13,13 +13,15 @@ motion generator turns the speech into motion latents at 25 fps (``vasa3d_jax.mo
 frame of the avatar is rendered from the orbit camera (one turn over the clip); (5)
 ``talking_turntable.mp4`` (with the sound track), ``contact_sheet.png`` (frames of the talking
 turntable), ``portrait_sheet.png`` (the photo beside the avatar from the front, +-30 and +-60
-degrees, mouth closed and open) and ``motion.npy`` are written to the output folder.
+degrees, mouth closed and open), ``motion.npy`` and (when a portrait was fitted) ``avatar.npz``, the
+avatar for ``vasa3d speak --avatar``, are written to the output folder.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -74,9 +76,12 @@ def run(out_dir: str | os.PathLike, *, text: str | None = None, size: int = 256,
                                     workdir if workdir is not None else out / "work", generator=generator,
                                     progress=progress, face=face)
         avatar = result.avatar
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.workdir / "avatar.npz", out / "avatar.npz")
         t0 = time.perf_counter()
         sheet = video.save_png(out / "portrait_sheet.png", previews.contact_sheet(avatar, result.anchor, size))
-        summary.update(portrait_sheet=str(sheet), reused_avatar=result.reused, avatar_cache=str(result.workdir),
+        summary.update(portrait_sheet=str(sheet), avatar=str(out / "avatar.npz"), reused_avatar=result.reused,
+                       avatar_cache=str(result.workdir),
                        warnings=list(result.warnings),
                        stage_s={**{k: round(v, 2) for k, v in result.timings.items()},
                                 "portrait_sheet": round(time.perf_counter() - t0, 2)})
