@@ -77,3 +77,13 @@ def test_batch_rows_of_one_process_are_all_rows(cpu_devices):
     assert parallel.local_rows(8, mesh) == slice(0, 8)
     with pytest.raises(ValueError, match="multiple of the 4 devices"):
         parallel.local_rows(6, mesh)
+
+
+def test_fit_command_explains_a_missing_coordinator(tmp_path, monkeypatch, capsys):
+    from vasa3d_jax import cli
+
+    for name in (parallel.COORDINATOR_ENV, parallel.NUM_PROCESSES_ENV, parallel.PROCESS_ID_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["fit", "--portrait", str(tmp_path / "me.jpg"), "--out", str(tmp_path),
+                     "--num_processes", "2", "--process_id", "1"]) == 2
+    assert "--coordinator HOST:PORT" in capsys.readouterr().err
