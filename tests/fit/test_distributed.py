@@ -43,10 +43,11 @@ def test_two_processes_of_two_devices_fit_like_one_of_four(setup, cpu_devices, t
     leaves = jax.tree_util.tree_leaves_with_path(one.params)
     assert sorted(two) == sorted(jax.tree_util.keystr(k) for k, _ in leaves)
     # Both runs do the same per-device work on the same shards; only the gradient all-reduce
-    # differs (gloo across processes, XLA's in-process reduction within one), which may sum in
-    # another order: the last bits of gradients differ, and Adam's normalised step can move an entry
-    # near zero by up to a learning rate per step (test_trainer's 1-vs-4-device test: same bound).
-    _assert_params_close(two, {jax.tree_util.keystr(k): v for k, v in leaves}, atol=1e-3)
+    # differs (gloo across processes, XLA's in-process reduction within one) and may sum in another
+    # order, so gradients differ in their last bits and Adam's normalised step carries that into
+    # the parameters. Measured over these 6 steps (2026-12-07): largest difference 2.0e-5 (a
+    # quaternion entry), 9 of 34 leaves bitwise equal; 1e-4 leaves a 5x margin.
+    _assert_params_close(two, {jax.tree_util.keystr(k): v for k, v in leaves}, atol=1e-4)
     # Only process 0 wrote the log; the checkpoint is one, written by both together.
     rows = (tmp_path / "work" / "metrics.jsonl").read_text().splitlines()
     assert len([r for r in rows if '"loss"' in r]) == len([r for r in (tmp_path / "one" / "metrics.jsonl")
