@@ -11,7 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_trainer import _assert_params_close, _fit
+from test_trainer import _assert_params_close, _fit, setup  # noqa: F401 (setup: the fixture)
 
 from vasa3d_jax import parallel
 
