@@ -12,8 +12,10 @@
                                                     avatar file, or the demo's astronaut (fitted once)
                  [--gaze YAW,PITCH] [--distance M] [--emotion happy=0.5,...]   VASA-1's controls
     vasa3d fit --portrait PHOTO --out DIR [--face N] [--preset quick|full|tiny] [--workdir DIR]
+               [--coordinator HOST:PORT --num_processes N --process_id I]
                                                     one photo -> avatar.npz, contact_sheet.png, turntable.mp4,
-                                                    metrics.json (resumable: rerun after an interruption)
+                                                    metrics.json (resumable: rerun after an interruption);
+                                                    across processes/hosts: one command per process
     vasa3d export --out DIR [--avatar PATH] [--audio FILE | --motion M.npy] [--size 512] [--seed 0]
                                                     avatar.ply (3DGS) + a web player of the talking avatar
     vasa3d view DIR [--port 8000]                   serves an exported folder on 127.0.0.1 (Ctrl-C stops)
@@ -148,6 +150,10 @@ def _speak(args) -> int:
 
 
 def _fit(args) -> int:
+    from vasa3d_jax import parallel
+
+    # First: nothing may start JAX's backend before the processes join (parallel.initialize_distributed).
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     from vasa3d_jax.portrait.api import fit_to_folder
 
     t0 = time.perf_counter()
@@ -271,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="quick", choices=PRESETS, help=PRESET_HELP)
     p.add_argument("--workdir", default=None, help="stage cache and checkpoints (default: OUT/work); "
                    "rerunning with the same one resumes")
+    p.add_argument("--coordinator", default=None, help="several processes (hosts): process 0's HOST:PORT "
+                   "(default $JAX_COORDINATOR_ADDRESS); every process runs the same command")
+    p.add_argument("--num_processes", type=int, default=None, help="how many processes (default $JAX_NUM_PROCESSES)")
+    p.add_argument("--process_id", type=int, default=None, help="this process's index, 0 .. N-1 (default $JAX_PROCESS_ID)")
     p.set_defaults(func=_fit)
     p = sub.add_parser("export", help="avatar -> avatar.ply (3DGS) + the talking avatar as a web player")
     p.add_argument("--out", required=True, help="output folder (index.html, rig files, audio.wav, avatar.ply)")

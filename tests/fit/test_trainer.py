@@ -64,6 +64,11 @@ def _sphere_head() -> HeadModel:
 
 @pytest.fixture(scope="module")
 def setup():
+    return make_setup()
+
+
+def make_setup():
+    """(head, motion space, dataset, FitConfig) of the small fits here (also test_distributed's workers)."""
     head, space = _sphere_head(), MotionSpace.builtin()
     acfg = AvatarConfig(base_hidden=16, residual_width=16, residual_depth=2, bucket=64)
     avatar = GaussianAvatar(head, space, acfg)
