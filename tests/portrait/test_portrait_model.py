@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.portrait import synthetic as syn
-from vasa3d_jax.render import Camera, render, required_capacity
+from vasa3d_jax.render import Camera, capacity_for, render, required_capacity
 
 pytestmark = pytest.mark.slow
 SIZE = 192
@@ -85,7 +85,7 @@ def test_initial_avatar_renders_the_photo_before_fitting(portrait):
     av = initial_avatar(pm)
     cams = cameras([sp.camera, syn.camera_at(45, 0, SIZE)])
     (_, g), _ = av.model.apply(av.params, jnp.asarray(np.stack([sp.latent] * 2)))
-    out = render(g, cams, jnp.ones(3), capacity=int(1.3 * required_capacity(g, cams)))
+    out = render(g, cams, jnp.ones(3), capacity=capacity_for(required_capacity(g, cams)))
     assert psnr(out.rgb[0], sp.image, matte.head) > 24.0
     truth, alpha = syn.render_truth(np.stack([sp.latent] * 2), cams)
     assert psnr(out.rgb[1], truth[1], alpha[1] > 0.5) > 18.0

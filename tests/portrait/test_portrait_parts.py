@@ -5,13 +5,13 @@ import pytest
 
 from vasa3d_jax.portrait import matte as mt
 from vasa3d_jax.portrait import hair
-from vasa3d_jax.portrait import model as md
+from vasa3d_jax.portrait import surface
 from vasa3d_jax.portrait import texture as tex
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 5])
 def test_barycentric_grid_is_the_subtriangle_centroids(level):
-    b = md.barycentric_grid(level)
+    b = surface.barycentric_grid(level)
     assert b.shape == (level * level, 3)
     np.testing.assert_allclose(b.sum(1), 1.0, atol=1e-12)
     assert (b > 0).all()
@@ -22,7 +22,7 @@ def test_barycentric_grid_is_the_subtriangle_centroids(level):
 
 def test_layout_samples_counts_and_parents():
     levels = np.array([1, 3, 2, 1], np.int32)
-    parent, bary, level = md.layout_samples(levels)
+    parent, bary, level = surface.layout_samples(levels)
     assert len(parent) == 1 + 9 + 4 + 1
     assert np.all(np.diff(parent) >= 0)
     np.testing.assert_array_equal(np.bincount(parent), levels**2)
@@ -33,7 +33,7 @@ def test_bilinear_matches_pixel_centres_and_midpoints():
     import jax.numpy as jnp
     img = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
     xy = np.array([[0.5, 0.5], [3.5, 2.5], [4.0, 2.5], [3.5, 3.0]], np.float32)
-    got = np.asarray(md.bilinear(jnp.asarray(img), jnp.asarray(xy)))
+    got = np.asarray(surface.bilinear(jnp.asarray(img), jnp.asarray(xy)))
     want = np.stack([img[0, 0], img[2, 3], 0.5 * (img[2, 3] + img[2, 4]), 0.5 * (img[2, 3] + img[3, 3])])
     np.testing.assert_allclose(got, want, atol=1e-6)
 

@@ -226,21 +226,12 @@ def _build_landmark_model(head: HeadModel, space: MotionSpace, num_modes: int) -
         landmark_vertices=jnp.arange(len(lmk), dtype=jnp.int32), lmk_faces_idx=None, lmk_bary_coords=None,
         laplacian_edges=None, region_names=head.region_names, kind=head.kind)
     p_exp, p_pose = base_priors(space, head, AvatarConfig())
-    normals = _vertex_normals(v, faces)[lmk]
+    normals = geometry.vertex_normals(v, faces)[lmk]
     return LandmarkModel(
         head=reduced, basis=jnp.asarray(basis, jnp.float32),
         prior_chol=jnp.asarray(np.linalg.cholesky(precision).T, jnp.float32),
         p_exp=p_exp, p_pose=p_pose, normals=jnp.asarray(normals, jnp.float32),
         template=jnp.asarray(v[lmk], jnp.float32), vertex_ids=jnp.asarray(ids, jnp.int32))
-
-
-def _vertex_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    t = v[faces]
-    fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])  # area-weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def _template_identity_basis(head: HeadModel, num_modes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
     (8)  a step whose gradients are not finite is not applied (optax.apply_if_finite) and is counted
     (9)  every ``densify.every`` steps in [start, until]: densify and prune (avatar/densify.py) from the
          screen-space gradients of I″ accumulated since the last one
-    (10) every render of the step uses one intersection capacity C (``avatar/render.py``'s policy,
+    (10) every render of the step uses one intersection capacity C (``render/capacity.py``'s policy,
          measured on the training and novel views); the step reports ``isect_overflow`` summed over
          its renders and devices (logged in the metrics), a step with any overflow is not applied,
          and the loop grows C to fit what it needed and runs the step again: no update ever comes
@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from vasa3d_jax import ckpt, parallel, video
 from vasa3d_jax.avatar.io import Avatar
-from vasa3d_jax.avatar.render import capacity_for, render_frames
+from vasa3d_jax.avatar.render import render_frames
 from vasa3d_jax.camera import mirror_camera, orbit_camera, scene_extent
 from vasa3d_jax.avatar import DensifyConfig, GaussianAvatar, gaussians as gs, region_colors
 from vasa3d_jax.avatar import densify as dns
@@ -67,6 +67,7 @@ from vasa3d_jax.fit.data import FitDataset, batch_indices
 from vasa3d_jax.head import HeadModel, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, Gaussians, render, required_capacity
+from vasa3d_jax.render.capacity import capacity_for
 
 # optax.apply_if_finite applies updates anyway after this many consecutive non-finite steps; we
 # never want that, so the limit is the largest int32.

@@ -199,9 +199,9 @@ def au_displacements_cm(face_cm: np.ndarray) -> np.ndarray:
     nuisance = np.concatenate([np.stack([field(p).reshape(-1) for p in POSE_COLUMNS], 1), rigid], 1)
     out = np.empty((468, 3, len(ACTION_UNITS)))
     y = face_cm[:, 1]
-    supports = {"upper": _smoothstep((y - AU_SUPPORT_UPPER_CM) / AU_SUPPORT_FADE_CM),
-                "mid": _smoothstep((y - AU_SUPPORT_MID_CM) / AU_SUPPORT_FADE_CM),
-                "lower": _smoothstep((AU_SUPPORT_LOWER_CM - y) / AU_SUPPORT_FADE_CM)}
+    supports = {"upper": geometry.smoothstep((y - AU_SUPPORT_UPPER_CM) / AU_SUPPORT_FADE_CM),
+                "mid": geometry.smoothstep((y - AU_SUPPORT_MID_CM) / AU_SUPPORT_FADE_CM),
+                "lower": geometry.smoothstep((AU_SUPPORT_LOWER_CM - y) / AU_SUPPORT_FADE_CM)}
     for k, au in enumerate(ACTION_UNITS):
         d = field(au).reshape(-1)
         d = (d - nuisance @ np.linalg.lstsq(nuisance, d, rcond=None)[0]).reshape(468, 3)
@@ -264,8 +264,7 @@ def _build_shell(face_cm, oval, v_list):
         t = k / SHELL_RINGS
         theta = theta0 + (np.pi - theta0) * t
         d = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], 1)
-        s = np.clip(t / SHELL_BLEND, 0, 1)
-        s = s * s * (3 - 2 * s)
+        s = geometry.smoothstep(t / SHELL_BLEND)
         r = (1 - s) * col_rad0 + s * _star_radius(d)
         ring_ids.append(_append(v_list, c + r[:, None] * d))
     pole = _append(v_list, (c + _star_radius(np.array([0.0, 0.0, -1.0])) * np.array([0, 0, -1.0]))[None])[0]
@@ -365,11 +364,6 @@ def _rotation_x(theta: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _smoothstep(x):
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)
-
-
 @functools.lru_cache(maxsize=1)
 def template_head() -> HeadModel:
     """The built-in head (see the module docstring). Built once per process (~1 s) and cached."""
@@ -439,7 +433,7 @@ def template_head() -> HeadModel:
     fix(rigid_ids, 0.0)
     w_jaw = np.clip(geometry.harmonic_extension(soft, nv, fixed, val)[:, 0], 0, 1)
     w_jaw[lo_ids] = 1.0
-    follow = _smoothstep((verts[:, 1] - NECK_FOLLOW_BOTTOM_CM) / (NECK_FOLLOW_TOP_CM - NECK_FOLLOW_BOTTOM_CM))
+    follow = geometry.smoothstep((verts[:, 1] - NECK_FOLLOW_BOTTOM_CM) / (NECK_FOLLOW_TOP_CM - NECK_FOLLOW_BOTTOM_CM))
     weights = np.stack([(1 - follow) * (1 - w_jaw), follow * (1 - w_jaw), w_jaw,
                         np.zeros(nv), np.zeros(nv)], 1)
     weights[rigid_ids] = 0.0

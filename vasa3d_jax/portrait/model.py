@@ -10,10 +10,10 @@ avatar need, in the head model's frame (metres, y up, z out of the face):
     (1) e = z_dyn P_e,  p = z_pose P_p,
         V(x) = head.vertices(shape, e[:E], [p_global, p_neck, e_jaw, e_eyes]) + p_t
 
-* surface sample points: on every triangle f the centroids of the L_f^2 sub-triangles of its
-  L_f-fold subdivision (a regular barycentric grid), L_f chosen from the triangle's projected area
-  in the photo (denser where the photo has more pixels, texture.py). A sample is (parent triangle,
-  barycentric b), so it rides on the mesh: at any latent its position is
+* surface sample points (surface.py): on every triangle f the centroids of the L_f^2 sub-triangles
+  of its L_f-fold subdivision (a regular barycentric grid), L_f chosen from the triangle's projected
+  area in the photo (denser where the photo has more pixels, texture.py). A sample is (parent
+  triangle, barycentric b), so it rides on the mesh: at any latent its position is
 
     (2) X_s(x) = sum_k b_sk V(x)[faces[parent_s, k]]
 
@@ -36,7 +36,6 @@ camera); ``synth.synthesize`` renders frames from it; ``initial_avatar`` turns i
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -51,19 +50,8 @@ from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import hair as hair_lib
 from vasa3d_jax.portrait import texture as tex
 from vasa3d_jax.portrait.matte import Matte
+from vasa3d_jax.portrait.surface import NORMAL_SCALE, PLANE_SCALE, SURFACE_OPACITY, layout_samples
 from vasa3d_jax.render import Camera
-
-# Surface samples as flat Gaussians (the template avatar's shape, pipeline.py): in-plane std a
-# fraction of the sub-triangle size k_f / L_f (covers it with overlap, stays sharp), thin along the
-# normal (binding.py local axis 1), nearly opaque so the surface is closed.
-PLANE_SCALE = 0.5
-NORMAL_SCALE = 0.1
-SURFACE_OPACITY = 0.98
-# Capacity of the splatting pass (pairs of Gaussian and binning tile): measured on the photo's view
-# and these probe views, times a margin for expressions, rounded up to a bucket so that portraits
-# of similar size share one compiled program.
-CAPACITY_MARGIN = 1.5
-CAPACITY_BUCKET = 16384
 
 
 @jax.tree_util.register_dataclass
@@ -141,69 +129,12 @@ def model_vertices(pm: PortraitModel, x) -> jax.Array:
     return posed_vertices(pm.head, pm.shape, pm.prior_exp, pm.prior_pose, pm.space, x)
 
 
-def sample_gaussians(faces, parent, bary, level, verts, opacity: float = SURFACE_OPACITY):
-    """Flat Gaussians at the samples of a posed mesh (eq. 2): (means, quats, scales, opacities)."""
-    frames = bnd.triangle_frames(verts, faces)
-    tri = verts[faces[parent]]
-    means = jnp.einsum("pk,pkc->pc", bary, tri)
-    k = frames.scales[parent] / level
-    scales = k[:, None] * jnp.asarray([PLANE_SCALE, NORMAL_SCALE, PLANE_SCALE], verts.dtype)
-    opacities = jnp.full(parent.shape, opacity, verts.dtype)
-    return means, frames.quats[parent], scales, opacities
-
-
 def project_points(points, viewmat, K):
     """(N, 3) world -> (xy (N, 2) pixels, centres at +0.5; z (N,) camera depth, metres)."""
     cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
     z = cam[:, 2]
     xy = cam[:, :2] / jnp.maximum(z, 1e-6)[:, None] * jnp.stack([K[0, 0], K[1, 1]]) + K[:2, 2]
     return xy, z
-
-
-def bilinear(image, xy):
-    """Sample ``image (H, W, C)`` at pixel positions ``xy (..., 2)`` (centres at +0.5), clamped."""
-    h, w = image.shape[:2]
-    x = jnp.clip(xy[..., 0] - 0.5, 0.0, w - 1.0)
-    y = jnp.clip(xy[..., 1] - 0.5, 0.0, h - 1.0)
-    x0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, w - 2)
-    y0 = jnp.clip(jnp.floor(y).astype(jnp.int32), 0, h - 2)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    a, b = image[y0, x0], image[y0, x0 + 1]
-    c, d = image[y0 + 1, x0], image[y0 + 1, x0 + 1]
-    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
-
-
-def barycentric_grid(level: int) -> np.ndarray:
-    """(L^2, 3) barycentric centroids of the sub-triangles of a triangle's L-fold subdivision."""
-    pts = []
-    for i in range(level):
-        for j in range(level - i):
-            pts.append(((i + 1 / 3) / level, (j + 1 / 3) / level))  # upward sub-triangle
-            if i + j <= level - 2:
-                pts.append(((i + 2 / 3) / level, (j + 2 / 3) / level))  # downward one
-    uv = np.asarray(pts)
-    return np.stack([1 - uv.sum(1), uv[:, 0], uv[:, 1]], 1)
-
-
-def layout_samples(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-triangle subdivision levels (F,) -> (parent (P,), bary (P, 3), level (P,))."""
-    parents, barys, lv = [], [], []
-    for level in np.unique(levels):
-        tris = np.where(levels == level)[0]
-        grid = barycentric_grid(int(level))
-        parents.append(np.repeat(tris, len(grid)))
-        barys.append(np.tile(grid, (len(tris), 1)))
-        lv.append(np.full(len(tris) * len(grid), float(level)))
-    order = np.argsort(np.concatenate(parents), kind="stable")
-    return (np.concatenate(parents)[order].astype(np.int32),
-            np.concatenate(barys)[order].astype(np.float32),
-            np.concatenate(lv)[order].astype(np.float32))
-
-
-def capacity_for(counts) -> int:
-    """A splatting capacity for measured pair counts (margin, then a bucket)."""
-    need = CAPACITY_MARGIN * float(np.max(np.asarray(counts)))
-    return max(1, math.ceil(need / CAPACITY_BUCKET)) * CAPACITY_BUCKET
 
 
 # ---- the motion fit -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, intrinsics, look_at, render
+from vasa3d_jax.render.capacity import OverflowReport, capacity_for, required_capacity, run_checked
 
 PATTERN_DEPTH = 0.35
 WAVES = ((2 * np.pi / 0.016, (0.8, 0.5, 0.33)), (2 * np.pi / 0.022, (-0.3, 0.9, 0.3)))
@@ -95,14 +96,21 @@ def truth_avatar(seed: int = 0):
     return Avatar(model, {**params, "gaussians": g})
 
 
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _render(g, cameras: Camera, background, *, capacity: int):
+    out = render(g, cameras, background, capacity=capacity)
+    return (out.rgb, out.alpha), out.isect_overflow, out.num_isects
+
+
 def render_truth(latents, cameras: Camera, background=(1.0, 1.0, 1.0)):
-    """The truth avatar at latents (N, D) and cameras (batched, N) -> (rgb (N, H, W, 3), alpha)."""
+    """The truth avatar at latents (N, D) and cameras (batched, N) -> (rgb (N, H, W, 3), alpha),
+    sized by the one capacity policy (``render/capacity.py``)."""
     av = truth_avatar()
     (_, g), _ = av.model.apply(av.params, jnp.asarray(latents, jnp.float32))
-    out = render(g, cameras, jnp.asarray(background, jnp.float32), capacity=400_000)
-    if int(jnp.max(out.isect_overflow)):
-        raise RuntimeError("truth render overflowed")
-    return np.asarray(out.rgb), np.asarray(out.alpha)
+    bg = jnp.asarray(background, jnp.float32)
+    report = OverflowReport(capacity_for(required_capacity(g, cameras)))
+    rgb, alpha = run_checked(lambda cap: _render(g, cameras, bg, capacity=cap), report, what="the truth render")
+    return np.asarray(rgb), np.asarray(alpha)
 
 
 def synthetic_portrait(size: int = 256, azimuth_deg: float = 8.0,

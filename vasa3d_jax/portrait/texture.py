@@ -49,7 +49,9 @@ import scipy.spatial
 
 from vasa3d_jax.head import HeadModel
 from vasa3d_jax.head import template as tpl
-from vasa3d_jax.portrait import splat
+from vasa3d_jax.head.geometry import smoothstep, vertex_normals
+from vasa3d_jax.portrait.surface import bilinear, sample_gaussians
+from vasa3d_jax.render import OverflowReport, capacity_for, render_features, required_capacity, run_checked
 
 DEPTH_TOL_M = 0.006  # a sample within 6 mm behind the z-buffer is seen (splatted depth blends ~mm)
 COS_LOW, COS_HIGH = 0.15, 0.5  # §2.2: no weight below cos 0.15, full weight from cos 0.5 (60 deg)
@@ -82,11 +84,6 @@ class Texture:
     mouth_open: float
 
 
-def smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: float,
                        max_level: int) -> np.ndarray:
     """(F,) L_f: triangles facing the photo's camera get about one sample per spacing_px^2 of
@@ -113,28 +110,24 @@ def _camera_centre(camera) -> np.ndarray:
     return -vm[:3, :3].T @ vm[:3, 3]
 
 
-@functools.partial(jax.jit, static_argnames=("width", "height", "capacity"))
-def _depth_map(faces, parent, bary, level, verts, viewmat, K, *, width, height, capacity):
-    from vasa3d_jax.portrait.model import sample_gaussians
-    means, quats, scales, opac = sample_gaussians(faces, parent, bary, level, verts, opacity=0.999)
-    z = means @ viewmat[2, :3] + viewmat[2, 3]
-    out, alpha, overflow, _ = splat.splat_channels(means, quats, scales, opac, z[:, None], viewmat, K,
-                                                   width=width, height=height, capacity=capacity)
-    return out[..., 0] / jnp.maximum(alpha, 1e-6), alpha, overflow
+ZBUFFER_OPACITY = 0.999  # the z-buffer's samples are opaque: the nearest surface alone sets D
+
+
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _depth_map(faces, parent, bary, level, verts, camera, *, capacity):
+    g = sample_gaussians(faces, parent, bary, level, verts, opacity=ZBUFFER_OPACITY)
+    out = render_features(g, jnp.zeros((g.num, 0)), camera, capacity=capacity)  # depth and alpha alone
+    return (out.depth, out.alpha), out.isect_overflow, out.num_isects
 
 
 def depth_map(head: HeadModel, verts, camera, parent, bary, level):
-    """The z-buffer D of eq. 1 ((H, W) metres) and its coverage alpha (H, W), from the samples."""
-    from vasa3d_jax.portrait.model import capacity_for, sample_gaussians
-    faces = jnp.asarray(head.faces)
-    args = (faces, jnp.asarray(parent), jnp.asarray(bary), jnp.asarray(level), jnp.asarray(verts))
-    g = sample_gaussians(*args)
-    cap = capacity_for(splat.count_isects(*g, camera.viewmat, camera.K, width=camera.width,
-                                          height=camera.height))
-    d, a, overflow = _depth_map(*args, camera.viewmat, camera.K, width=camera.width,
-                                height=camera.height, capacity=cap)
-    if int(overflow):
-        raise RuntimeError(f"depth map overflowed its capacity {cap}")
+    """The z-buffer D of eq. 1 ((H, W) metres: the splatted samples' expected depth) and its
+    coverage alpha (H, W), sized by the one capacity policy (``render/capacity.py``)."""
+    args = (jnp.asarray(head.faces), jnp.asarray(parent), jnp.asarray(bary), jnp.asarray(level),
+            jnp.asarray(verts, jnp.float32))
+    need = required_capacity(sample_gaussians(*args, opacity=ZBUFFER_OPACITY), camera)
+    d, a = run_checked(lambda cap: _depth_map(*args, camera, capacity=cap),
+                       OverflowReport(capacity_for(need)), what="the photo's z-buffer")
     return np.asarray(d), np.asarray(a)
 
 
@@ -146,7 +139,6 @@ def _nearest(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    from vasa3d_jax.portrait.model import bilinear
     return np.asarray(bilinear(jnp.asarray(img), jnp.asarray(xy, jnp.float32)))
 
 
@@ -171,16 +163,6 @@ def mirror_partners(head: HeadModel) -> np.ndarray:
     v = np.asarray(head.v_template, np.float64)
     d, idx = scipy.spatial.cKDTree(v).query(v * np.array([-1.0, 1.0, 1.0]))
     return np.where(d < MIRROR_TOL_M, idx, -1)
-
-
-def vertex_normals(faces: np.ndarray, verts: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals."""
-    tri = verts[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    out = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(out, faces[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def diffuse_fill(faces: np.ndarray, skin: np.ndarray, colour: np.ndarray, weight: np.ndarray,
@@ -270,7 +252,7 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     skin_tri = np.isin(region, [names.index(r) for r in SKIN_REGIONS])
     skin = np.zeros(len(verts), bool)
     skin[faces[skin_tri].ravel()] = True
-    vn = vertex_normals(faces[skin_tri], verts)
+    vn = vertex_normals(verts, faces[skin_tri])
     xy_vv, w_v = seen_weight(verts, vn, camera, depth, alpha, inner_matte)
     w_v = np.where(w_v >= VERTEX_MIN_WEIGHT, w_v, 0.0)  # grazing colours would dominate eq. 2
     if is_open:  # lip vertices on the inner contour see the gap: trust their neighbours instead
