@@ -70,20 +70,21 @@ def _demo(args) -> int:
 def _speak(args) -> int:
     import jax
 
-    from vasa3d_jax import pipeline
+    from vasa3d_jax.audio import load_speech
     from vasa3d_jax.avatar.io import load_avatar
     from vasa3d_jax.avatar.template import template_avatar
     from vasa3d_jax.camera import CameraPath
-    from vasa3d_jax.motion import load_default_model
+    from vasa3d_jax.motion import load_default_model, parse_controls
+    from vasa3d_jax.session import Talker, save_speech
 
     t0 = time.perf_counter()
     path = CameraPath.parse(args.camera)  # bad specs fail before any model loads
-    wav = pipeline.load_waveform(args.audio)
+    wav = load_speech(args.audio)
     avatar = load_avatar(args.avatar) if args.avatar else template_avatar()  # the file carries its head
-    talker = pipeline.Talker(avatar, load_default_model(), size=args.size)
-    controls = pipeline.parse_controls(talker.generator, args.gaze, args.distance, args.emotion)
+    talker = Talker(avatar, load_default_model(), size=args.size)
+    controls = parse_controls(talker.generator, args.gaze, args.distance, args.emotion)
     speech = talker.speak(wav, camera_path=path, controls=controls, key=jax.random.key(args.seed))
-    return _report({"audio": str(args.audio), **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
+    return _report({"audio": str(args.audio), **save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
 def _fit(args) -> int:
@@ -146,10 +147,10 @@ def _drive(args) -> int:
 
 def _encode(args) -> int:
     from vasa3d_jax.face.clip import encode_video
+    from vasa3d_jax.motion.data import write_clip
 
-    summary = encode_video(args.video, args.out, smooth=args.smooth, backend=args.backend,
-                           progress=not args.quiet)
-    summary.pop("clip")
+    summary = encode_video(args.video, smooth=args.smooth, backend=args.backend, progress=not args.quiet)
+    summary = {"out": str(write_clip(args.out, **summary.pop("clip"))), **summary}
     if summary["missing_frames"]:
         print(f"vasa3d encode: no face in {summary['missing_frames']} of {summary['video_frames']} frames "
               f"(at {summary['missing_times_s']} s); their motion is interpolated", file=sys.stderr)
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export", help="avatar -> avatar.ply (3DGS) + the talking avatar as a web player")
     p.add_argument("--out", required=True, help="output folder (index.html, rig files, audio.wav, avatar.ply)")
     p.add_argument("--avatar", default=None,
-                   help="avatar file from vasa3d_jax.pipeline.save_avatar (default: the built-in template head)")
+                   help="avatar file from vasa3d_jax.avatar.io.save_avatar (default: the built-in template head)")
     p.add_argument("--audio", default=None, help="speech file: the motion is generated from it and it plays along")
     p.add_argument("--motion", default=None, help="(T, D) motion latents .npy (e.g. motion.npy of vasa3d speak)")
     p.add_argument("--size", type=int, default=512, help="the player's canvas size in pixels")

@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa3d_jax.avatar import AvatarConfig
+from vasa3d_jax.camera import crop_intrinsics, project_points
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import losses
 from vasa3d_jax.portrait import checks
@@ -447,7 +448,7 @@ def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset
 def head_box(model, margin: float) -> tuple[float, float, float]:
     """(x0, y0, side): the square around the portrait head's projected vertices (hair shell and neck
     included: what the avatar can show) at the photo's latent, grown by ``margin``."""
-    from vasa3d_jax.portrait.model import model_vertices, project_points
+    from vasa3d_jax.portrait.model import model_vertices
 
     xy, _ = project_points(model_vertices(model, model.latent), model.camera.viewmat, model.camera.K)
     xy = np.asarray(xy)
@@ -487,14 +488,6 @@ def crop_resize(image: np.ndarray, box: tuple[float, float, float], size: int) -
             ch = scipy.ndimage.gaussian_filter(ch, sigma)
         out[..., c] = scipy.ndimage.map_coordinates(ch, [vv, uu], order=1, mode="constant", cval=fill)
     return out
-
-
-def crop_intrinsics(K: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """K of the crop: shift the principal point by the box's corner, scale by size / side."""
-    x0, y0, side = box
-    s = size / side
-    A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]], np.float64)
-    return (A @ np.asarray(K, np.float64)).astype(np.float32)
 
 
 # ---- the work directory -------------------------------------------------------------------------
