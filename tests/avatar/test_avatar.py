@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, binding as bnd, split_trainable
-from vasa3d_jax.motion_space import ACTION_UNITS, MotionSpace
+from vasa3d_jax.motion_space import ACTION_UNITS
 
 CONFIG = AvatarConfig(bucket=512, residual_width=32, residual_depth=2, base_hidden=32)
 

@@ -13,7 +13,7 @@ cameras Q are what the caller knows: a clip's frames plus the neutral face and t
 frames of a batch (``render_frames``, ``fit``'s training views). Whenever a render reports
 ``isect_overflow`` > 0, C grows to bucket(margin * what it needed) and the render is done again
 (``on_overflow="resize"``), or the call raises (``"raise"``): no image is ever used truncated. The
-pipeline, the fitting step (``fit/trainer.py``), the fitting data (``fit/data.render_dataset``) and
+session, the fitting step (``fit/trainer.py``), the fitting data (``fit/data.render_dataset``) and
 the previews all size and check their renders here.
 """
 

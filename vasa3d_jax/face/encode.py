@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -147,18 +147,38 @@ class LandmarkModel:
         return self.basis.shape[-1]
 
 
-_MODELS: dict[int, tuple[Any, Any, LandmarkModel]] = {}
+class _HeadContent:
+    """A head model compared and hashed by a digest of everything it holds (its array leaves, their
+    shapes and dtypes, and its static fields), so ``functools.lru_cache`` can key on it: two
+    equal heads share one entry, a changed head never hits a stale one."""
+
+    def __init__(self, head: HeadModel):
+        self.head = head
+        h = hashlib.sha256()
+        leaves, treedef = jax.tree_util.tree_flatten(head)
+        h.update(repr(treedef).encode())
+        for leaf in leaves:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        self.digest = h.digest()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _HeadContent) and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
 
 
 def landmark_model(head: HeadModel, space: MotionSpace, num_modes: int = IDENTITY_MODES) -> LandmarkModel:
-    """The reduced model of ``head`` for ``space`` (built once per head object, ~0.2 s)."""
-    key = (id(head), space, num_modes)
-    hit = _MODELS.get(key)
-    if hit is not None and hit[0] is head:
-        return hit[2]
-    model = _build_landmark_model(head, space, num_modes)
-    _MODELS[key] = (head, space, model)
-    return model
+    """The reduced model of ``head`` for ``space`` (seconds to build; the last few are kept, keyed
+    by the head's content, ``_landmark_model``)."""
+    return _landmark_model(_HeadContent(head), space, num_modes)
+
+
+@functools.lru_cache(maxsize=4)
+def _landmark_model(head: _HeadContent, space: MotionSpace, num_modes: int) -> LandmarkModel:
+    return _build_landmark_model(head.head, space, num_modes)
 
 
 def _build_landmark_model(head: HeadModel, space: MotionSpace, num_modes: int) -> LandmarkModel:

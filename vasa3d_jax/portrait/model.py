@@ -54,7 +54,7 @@ from vasa3d_jax.portrait import texture as tex
 from vasa3d_jax.portrait.matte import Matte
 from vasa3d_jax.render import Camera
 
-# Surface samples as flat Gaussians (the template avatar's shape, pipeline.py): in-plane std a
+# Surface samples as flat Gaussians (the template avatar's shape, avatar/template.py): in-plane std a
 # fraction of the sub-triangle size k_f / L_f (covers it with overlap, stays sharp), thin along the
 # normal (binding.py local axis 1), nearly opaque so the surface is closed.
 PLANE_SCALE = 0.5
@@ -291,7 +291,7 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
 def initial_avatar(pm: PortraitModel, space: MotionSpace | None = None, *,
                    config: AvatarConfig = AvatarConfig(), opacity: float = SURFACE_OPACITY,
                    key: jax.Array | None = None):
-    """A ``GaussianAvatar`` (as ``pipeline.Avatar``) initialised from the portrait model: one flat,
+    """A ``GaussianAvatar`` (as ``avatar.io.Avatar``) initialised from the portrait model: one flat,
     nearly opaque Gaussian per surface sample (GaussianAvatars' binding; local position = the sample,
     in-plane std PLANE_SCALE k_f / L_f, normal std NORMAL_SCALE k_f / L_f), coloured by eq. 3
     (photo where seen, fill elsewhere; the template's parts for eyes, mouth and teeth where the photo

@@ -1,6 +1,6 @@
 """A synthetic portrait whose truth is known, for tests and experiments.
 
-A textured variant of the template head (``pipeline.skin_colors`` times a procedural 3D pattern, so
+A textured variant of the template head (``avatar.template.skin_colors`` times a procedural 3D pattern, so
 that photo detail has something to carry) is rendered with our renderer at a known latent and
 camera. Its landmarks are the template's 468 face vertices projected into that view, its person
 mask the render's alpha, its identity zero. The same avatar rendered at any other latent and camera
@@ -37,7 +37,7 @@ HEAD_CENTRE = (0.0, -0.01, 0.0)  # the point the cameras look at (m)
 @dataclasses.dataclass(frozen=True)
 class SyntheticPortrait:
     """image (H, W, 3); person (H, W) alpha; landmarks (468, 3) px (z = camera depth, m);
-    latent (D,); shape (3V,) zeros; camera; avatar: the textured truth (``pipeline.Avatar``)."""
+    latent (D,); shape (3V,) zeros; camera; avatar: the textured truth (``avatar.io.Avatar``)."""
 
     image: np.ndarray
     person: np.ndarray

@@ -23,7 +23,7 @@ one sparse screened-Poisson solve (vertex resolution, for colour far from any se
 partner's, and what neither sees (scalp, back, under the chin) is the harmonic (diffused) blend of
 the nearest seen colours, hair from the hair seen around the face. A sample's fill is the
 barycentric blend of its triangle's vertex fills; eyes, mouth cavity and teeth take the template's
-part colours (``pipeline.skin_colors``) instead, and their photo pixels where eq. 1 sees them
+part colours (``avatar.template.skin_colors``) instead, and their photo pixels where eq. 1 sees them
 (the eyeballs through the lid opening: iris, sclera and catch-light).
 
 Mirror at full resolution: a skin sample s also has a mirror point, its barycentric coordinates on
