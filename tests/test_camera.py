@@ -28,18 +28,18 @@ def test_look_at_is_a_rigid_opencv_camera_whose_centre_is_the_eye():
 
 
 def test_camera_center_is_batched_and_one_function():
-    views = np.stack([camera.orbit_viewmat(a, 10.0) for a in (0.0, 90.0, 200.0)])
+    views = np.stack([camera.sphere_viewmat(a, 10.0) for a in (0.0, 90.0, 200.0)])
     c = np.asarray(camera.camera_center(views))
     assert c.shape == (3, 3)
     np.testing.assert_allclose(np.linalg.norm(c - np.asarray(camera.PIVOT), axis=1), camera.DISTANCE, atol=TOL_M)
     assert camera.camera_center is projection.camera_center  # the renderer's, not a copy
 
 
-def test_orbit_viewmat_follows_eq_1():
+def test_sphere_viewmat_follows_eq_1():
     """Azimuth 90 degrees puts the camera on the head's +x side, elevation on +y."""
-    c = np.asarray(camera.camera_center(camera.orbit_viewmat(90.0, 0.0, 0.5, (0.0, 0.0, 0.0))))
+    c = np.asarray(camera.camera_center(camera.sphere_viewmat(90.0, 0.0, 0.5, (0.0, 0.0, 0.0))))
     np.testing.assert_allclose(c, [0.5, 0.0, 0.0], atol=TOL_M)
-    c = np.asarray(camera.camera_center(camera.orbit_viewmat(0.0, 30.0, 0.5, (0.0, 0.0, 0.0))))
+    c = np.asarray(camera.camera_center(camera.sphere_viewmat(0.0, 30.0, 0.5, (0.0, 0.0, 0.0))))
     np.testing.assert_allclose(c, [0.0, 0.5 * math.sin(math.radians(30)), 0.5 * math.cos(math.radians(30))],
                                atol=TOL_M)
 
@@ -72,5 +72,5 @@ def test_pose_viewmat_and_camera_from_estimate_agree():
 
 
 def test_scene_extent_is_the_largest_distance_times_the_factor():
-    views = np.stack([camera.orbit_viewmat(a, 0.0, 0.6, (0.0, 0.0, 0.0)) for a in (0.0, 120.0, 240.0)])
+    views = np.stack([camera.sphere_viewmat(a, 0.0, 0.6, (0.0, 0.0, 0.0)) for a in (0.0, 120.0, 240.0)])
     assert camera.scene_extent(views, center=(0.0, 0.0, 0.0)) == pytest.approx(1.1 * 0.6, abs=1e-4)

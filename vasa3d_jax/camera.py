@@ -125,8 +125,8 @@ def project_points(points, viewmat, K) -> tuple[jax.Array, jax.Array]:
     return xy, z
 
 
-def orbit_viewmat(azimuth_deg: float, elevation_deg: float, distance: float = DISTANCE,
-                  pivot=PIVOT) -> np.ndarray:
+def sphere_viewmat(azimuth_deg: float, elevation_deg: float, distance: float = DISTANCE,
+                   pivot=PIVOT) -> np.ndarray:
     """Eq. 1: world->camera 4x4 of a camera ``distance`` metres from ``pivot`` at (azimuth, elevation)
     degrees (azimuth 0 faces the face, positive towards the head's +x), looking at the pivot."""
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
@@ -185,7 +185,7 @@ class CameraPath:
 
     def viewmat(self, t: int, total: int | None) -> np.ndarray:
         """World->camera 4x4 of frame ``t`` (eq. 1)."""
-        return orbit_viewmat(*self.angles(t, total), self.distance, self.pivot)
+        return sphere_viewmat(*self.angles(t, total), self.distance, self.pivot)
 
     def cameras(self, frames: Iterable[int], size: int, total: int | None) -> Camera:
         """A batched ``Camera`` (n, 4, 4) for the given frame indices at ``size`` x ``size`` pixels."""

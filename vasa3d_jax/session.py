@@ -1,5 +1,6 @@
 """A talking session: speech -> motion -> Gaussian head -> frames, and recording them. The Python API
-behind ``vasa3d speak`` and ``vasa3d demo``; the top layer (nothing in the library imports it).
+behind ``vasa3d speak`` and ``vasa3d demo``; the top layer (no package imports it; the command line
+and the demo do).
 
     from vasa3d_jax.session import Talker, save_speech
     talker = Talker.default()                               # shipped motion model + template head

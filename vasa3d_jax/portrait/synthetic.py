@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa3d_jax.avatar import binding as bnd
+from vasa3d_jax.camera import intrinsics, project_points, sphere_viewmat
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.camera import intrinsics, orbit_viewmat, project_points
 from vasa3d_jax.render import Camera, render
 
 PATTERN_DEPTH = 0.35
@@ -50,9 +50,9 @@ class SyntheticPortrait:
 
 def camera_at(azimuth_deg: float, elevation_deg: float = 0.0, size: int = 256,
               distance: float = DISTANCE) -> Camera:
-    """A camera on a sphere around the head centre looking at it (``camera.orbit_viewmat``)."""
+    """A camera on a sphere around the head centre looking at it (``camera.sphere_viewmat``)."""
     f = FOCAL_PER_SIZE * size
-    view = orbit_viewmat(azimuth_deg, elevation_deg, distance, pivot=HEAD_CENTRE)
+    view = sphere_viewmat(azimuth_deg, elevation_deg, distance, pivot=HEAD_CENTRE)
     return Camera(viewmat=jnp.asarray(view), K=intrinsics(f, f, size / 2, size / 2), width=size, height=size)
 
 
