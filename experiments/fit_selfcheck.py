@@ -33,13 +33,13 @@ from flax import traverse_util
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.avatar.render import render_frames
-from vasa3d_jax.camera import orbit_camera
+from vasa3d_jax.camera import intrinsics, look_at, orbit_camera
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
 from vasa3d_jax.fit import losses, trainer
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import Camera, intrinsics, look_at
+from vasa3d_jax.render import Camera
 
 # Camera: the head (0.33 m tall with the neck) fills ~80% of the frame at this distance and focal.
 CAMERA_DISTANCE = 0.75  # metres from the head centre

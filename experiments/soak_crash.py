@@ -170,8 +170,8 @@ def soak_child(args) -> int:
             if not args.cache:  # tests/conftest.py turned it on
                 jax.config.update("jax_enable_compilation_cache", False)
             if not args.thread:  # frames rendered in the consumer's thread instead of a worker
-                from vasa3d_jax import pipeline
-                pipeline.in_background = lambda items, depth=16: iter(items)
+                from vasa3d_jax import video
+                video.in_background = lambda items, depth=16: iter(items)
 
     code = pytest.main(["-q", "-x", "-m", "slow", "-p", "no:cacheprovider", "-s",
                         os.path.join(root, "tests", "test_soak.py")], plugins=[Toggles()])

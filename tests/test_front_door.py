@@ -165,7 +165,7 @@ def test_standing_person_is_framed_around_the_face():
 
 @pytest.mark.parametrize("command, target", [
     ("fit", "vasa3d_jax.portrait.api.fit_to_folder"),
-    ("speak", "vasa3d_jax.pipeline.load_waveform"),
+    ("speak", "vasa3d_jax.audio.load_speech"),
     ("drive", "vasa3d_jax.drive.drive"),
     ("encode", "vasa3d_jax.face.clip.encode_video"),
 ])

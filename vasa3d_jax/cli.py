@@ -82,10 +82,11 @@ def _check_inputs(args) -> None:
 
 def _speech(args):
     """(waveform 16 kHz, what it is) from --audio or --text (espeak-ng, the demo's voice)."""
-    from vasa3d_jax import demo, pipeline
+    from vasa3d_jax import demo
+    from vasa3d_jax.audio import load_speech
 
     if args.audio:
-        return pipeline.load_waveform(args.audio), str(args.audio)
+        return load_speech(args.audio), str(args.audio)
     if args.text is None:
         raise ValueError('give the speech: --audio FILE (wav, flac, mp3, ...) or --text "a sentence"')
     return demo.synthesize(args.text), f"text: {args.text}"
@@ -119,8 +120,8 @@ def _demo(args) -> int:
         avatar = load_avatar(args.avatar)
     waveform = None
     if args.audio:
-        from vasa3d_jax import pipeline
-        waveform = pipeline.load_waveform(args.audio)
+        from vasa3d_jax.audio import load_speech
+        waveform = load_speech(args.audio)
     workdir = None if avatar is not None else cache_workdir(
         args.portrait if args.portrait else demo.astronaut(), args.preset, args.face)
     return _report(demo.run(args.out, text=args.text, size=args.size, seed=args.seed, avatar=avatar,
@@ -131,9 +132,9 @@ def _demo(args) -> int:
 def _speak(args) -> int:
     import jax
 
-    from vasa3d_jax import pipeline
     from vasa3d_jax.camera import CameraPath
-    from vasa3d_jax.motion import load_default_model
+    from vasa3d_jax.motion import load_default_model, parse_controls
+    from vasa3d_jax.session import Talker, save_speech
 
     t0 = time.perf_counter()
     path = CameraPath.parse(args.camera)  # bad specs fail before any model loads
@@ -142,11 +143,11 @@ def _speak(args) -> int:
     generator = load_default_model()
     avatar, found = _portrait_avatar(args, generator)
     t_avatar = time.perf_counter() - t0
-    talker = pipeline.Talker(avatar, generator, size=args.size)
-    controls = pipeline.parse_controls(talker.generator, args.gaze, args.distance, args.emotion)
+    talker = Talker(avatar, generator, size=args.size)
+    controls = parse_controls(talker.generator, args.gaze, args.distance, args.emotion)
     speech = talker.speak(wav, camera_path=path, controls=controls, key=jax.random.key(args.seed))
     return _report({"audio": said, **found, "avatar_s": round(t_avatar, 2),
-                    **pipeline.save_speech(speech, args.out, "talking.mp4")}, t0)
+                    **save_speech(speech, args.out, "talking.mp4")}, t0)
 
 
 def _fit(args) -> int:
@@ -214,10 +215,10 @@ def _drive(args) -> int:
 
 def _encode(args) -> int:
     from vasa3d_jax.face.clip import encode_video
+    from vasa3d_jax.motion.data import write_clip
 
-    summary = encode_video(args.video, args.out, smooth=args.smooth, backend=args.backend,
-                           progress=not args.quiet)
-    summary.pop("clip")
+    summary = encode_video(args.video, smooth=args.smooth, backend=args.backend, progress=not args.quiet)
+    summary = {"out": str(write_clip(args.out, **summary.pop("clip"))), **summary}
     if summary["missing_frames"]:
         print(f"vasa3d encode: no face in {summary['missing_frames']} of {summary['video_frames']} frames "
               f"(at {summary['missing_times_s']} s); their motion is interpolated", file=sys.stderr)
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export", help="avatar -> avatar.ply (3DGS) + the talking avatar as a web player")
     p.add_argument("--out", required=True, help="output folder (index.html, rig files, audio.wav, avatar.ply)")
     p.add_argument("--avatar", default=None,
-                   help="avatar file from vasa3d_jax.pipeline.save_avatar (default: the built-in template head)")
+                   help="avatar file from vasa3d_jax.avatar.io.save_avatar (default: the built-in template head)")
     p.add_argument("--audio", default=None, help="speech file: the motion is generated from it and it plays along")
     p.add_argument("--motion", default=None, help="(T, D) motion latents .npy (e.g. motion.npy of vasa3d speak)")
     p.add_argument("--size", type=int, default=512, help="the player's canvas size in pixels")

@@ -26,10 +26,11 @@ import shutil
 import jax
 import numpy as np
 
-from vasa3d_jax import pipeline, video
+from vasa3d_jax import video
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.camera import CameraSpec
 from vasa3d_jax.motion import MotionGenerator, load_default_model
+from vasa3d_jax.session import Talker, save_speech
 
 # About 5 s at espeak-ng's default 175 words per minute: 125 frames.
 SENTENCE = "Hello! I was a photograph a few minutes ago, and now I can talk while you look around me."
@@ -85,7 +86,7 @@ def run(out_dir: str | os.PathLike, *, text: str | None = None, size: int = 256,
                        warnings=list(result.warnings),
                        stage_s={**{k: round(v, 2) for k, v in result.timings.items()},
                                 "portrait_sheet": round(time.perf_counter() - t0, 2)})
-    talker = pipeline.Talker(avatar, generator, size=size)
+    talker = Talker(avatar, generator, size=size)
     speech = talker.speak(synthesize(text) if waveform is None else waveform, camera_path=camera,
                           key=jax.random.key(seed))
-    return {**summary, **pipeline.save_speech(speech, out, "talking_turntable.mp4")}
+    return {**summary, **save_speech(speech, out, "talking_turntable.mp4")}

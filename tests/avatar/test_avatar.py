@@ -1,8 +1,6 @@
 """GaussianAvatar.apply: rigid head motion moves every Gaussian rigidly, an untrained (zero) residual
 gives G'' = G', D_e touches only face-region Gaussians, and apply vmaps over frames."""
 
-import types
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -10,9 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vasa3d_jax.avatar import (AvatarConfig, GaussianAvatar, base_priors, binding as bnd,
-                               split_trainable)
-from vasa3d_jax.motion_space import ACTION_UNITS, MotionSpace
+from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, binding as bnd, split_trainable
+from vasa3d_jax.motion_space import ACTION_UNITS
 
 CONFIG = AvatarConfig(bucket=512, residual_width=32, residual_depth=2, base_hidden=32)
 
@@ -133,22 +130,3 @@ def test_gradients_reach_every_trainable_part(avatar):
     for leaf in (g.means_local, g.quats_local, g.log_scales, g.opacity_logits, g.colors):
         assert np.all(np.isfinite(np.asarray(leaf))) and float(jnp.abs(leaf).max()) > 0
     assert float(jnp.abs(grads["shape"]).max()) > 0
-
-
-def test_base_priors_for_a_head_without_named_expressions():
-    """FLAME-like heads (PCA expressions): AU26 opens the jaw, gaze turns the eyes, AUs map to 0;
-    a learned code gets a zero expression prior; z_pose is always the global rotation/translation."""
-    flame_like = types.SimpleNamespace(num_expression=50, kind="flame")
-    space = MotionSpace.builtin()
-    p_exp, p_pose = base_priors(space, flame_like, CONFIG)
-    z = np.zeros(space.dyn_size, np.float32)
-    z[ACTION_UNITS.index("AU26")], z[ACTION_UNITS.index("AU12")] = 1.0, 1.0
-    z[space.index("gaze_yaw")] = 0.2
-    e = z @ np.asarray(p_exp)
-    np.testing.assert_allclose(e[:50], 0)
-    np.testing.assert_allclose(e[50:53], [CONFIG.jaw_open_per_au26, 0, 0])
-    np.testing.assert_allclose(e[53:59], [0, 0.2, 0, 0, 0.2, 0])
-    np.testing.assert_allclose(np.arange(1, 7, dtype=np.float32) @ np.asarray(p_pose),
-                               [0, 0, 0, 1, 2, 3, 4, 5, 6])
-    p_learned, _ = base_priors(MotionSpace.learned(8), flame_like, CONFIG)
-    assert p_learned.shape == (8, 59) and not np.any(np.asarray(p_learned))

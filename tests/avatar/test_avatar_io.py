@@ -91,7 +91,7 @@ def test_old_damaged_and_missing_files_are_explained(modified, tmp_path):
 
 @pytest.mark.parametrize("which", ["modified", "flame"])
 def test_speak_with_an_avatar_file(which, request, tmp_path, monkeypatch, capsys):
-    from test_pipeline import tiny_generator
+    from test_session import tiny_generator
 
     import vasa3d_jax.motion as motion
 

@@ -9,7 +9,6 @@ import pytest
 from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.avatar import densify as dns
 from vasa3d_jax.avatar import gaussians as gs
-from vasa3d_jax.render import look_at
 
 BUCKET = gs.DEFAULT_BUCKET
 

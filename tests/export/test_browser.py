@@ -72,7 +72,7 @@ def mouth_box(avatar, motion, k: int) -> tuple[slice, slice]:
     import jax.numpy as jnp
 
     from vasa3d_jax.export.web import BAKE_CHUNK, apply_frames
-    from vasa3d_jax.avatar.template import LIP_OUTER_CORNERS
+    from vasa3d_jax.head.landmarks import LIP_OUTER_CORNERS
     from vasa3d_jax.camera import CameraPath, camera_intrinsics
 
     pad = np.concatenate([motion, np.repeat(motion[-1:], BAKE_CHUNK - len(motion), 0)])

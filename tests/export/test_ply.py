@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vasa3d_jax.camera import intrinsics, look_at
 from vasa3d_jax.export import avatar_gaussians, export_ply, read_ply, write_ply
 from vasa3d_jax.export.ply import SH_C0
-from vasa3d_jax.render import Camera, intrinsics, look_at, render
+from vasa3d_jax.render import Camera, render
 from vasa3d_jax.render.types import Gaussians
 
 

@@ -13,12 +13,12 @@ import pytest
 from vasa3d_jax import parallel
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
 from vasa3d_jax.avatar.io import Avatar
+from vasa3d_jax.camera import intrinsics, look_at
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
 from vasa3d_jax.fit import losses, trainer
 from vasa3d_jax.head import HeadModel
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import intrinsics, look_at
 
 SIZE = 24
 STEPS = 6

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from vasa3d_jax.head import template_head
+from vasa3d_jax.camera import crop_intrinsics
+from vasa3d_jax.head import landmarks, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import api, checks
 
@@ -19,7 +20,7 @@ def _face_image(size=512, eyes=(0.35, 0.3, 0.3), lips=(0.7, 0.3, 0.3)):
     img = np.full((size, size, 3), 0.9, np.float32)
     lm = _landmarks((size / 2, size / 2))
     img[:] = (0.85, 0.65, 0.55)  # skin everywhere
-    for idx, colour in ((checks.LEFT_EYE, eyes), (checks.RIGHT_EYE, eyes)):
+    for idx, colour in ((landmarks.EYE_L_RING, eyes), (landmarks.EYE_R_RING, eyes)):
         c = lm[list(idx)].mean(0).astype(int)
         img[c[1] - 12:c[1] + 12, c[0] - 14:c[0] + 14] = colour
     return img, lm
@@ -95,7 +96,7 @@ def test_crop_keeps_projection_consistent():
     K = np.array([[400.0, 0, 150], [0, 400.0, 100], [0, 0, 1]], np.float32)
     box = (60.0, 20.0, 150.0)
     crop = api.crop_resize(img, box, 150)  # scale 1: no blur, a pure shift
-    Kc = api.crop_intrinsics(K, box, 150)
+    Kc = crop_intrinsics(K, box, 150)
     p = np.array([0.02, -0.01, 1.0])
     u, v, w = K @ p
     uc, vc, wc = Kc @ p

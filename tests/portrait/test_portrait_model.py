@@ -44,7 +44,8 @@ def test_model_is_consistent(portrait):
     assert conf[face].mean() > 0.5  # the photo sees most of the face
     from vasa3d_jax.avatar.template import _inside
     from vasa3d_jax.portrait import texture as tex
-    from vasa3d_jax.portrait.model import model_vertices, project_points
+    from vasa3d_jax.camera import project_points
+    from vasa3d_jax.portrait.model import model_vertices
     inner = np.isin(region, [pm.head.region_id("mouth"), pm.head.region_id("teeth")])
     if float(pm.mouth_open) > tex.MOUTH_OPEN_RATIO:  # open: no lip sample takes a gap pixel
         xy_v = np.asarray(project_points(model_vertices(pm, pm.latent), pm.camera.viewmat, pm.camera.K)[0])

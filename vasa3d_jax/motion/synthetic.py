@@ -54,7 +54,7 @@ from scipy.spatial.transform import Rotation
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.head.geometry import smoothstep
-from vasa3d_jax.motion.data import Clip
+from vasa3d_jax.motion.data import Clip, write_clip
 from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -497,19 +497,15 @@ def make_clip(spec: ClipSpec) -> Clip:
 
 
 def save_clip(path: str | os.PathLike, clip: Clip) -> None:
-    """Write ``clip`` as an ``.npz`` (the corpus format; docs/motion_corpus.md), atomically."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp, motion=clip.motion, audio=clip.audio, gaze=clip.gaze, distance=np.float32(clip.distance),
-        emotion=clip.emotion, emotion_names=np.array(EMOTIONS), text=np.str_(clip.source.text),
-        voice=np.str_(clip.source.voice), rate=np.int32(clip.source.rate),
-        pitch=np.int32(clip.source.pitch), seed=np.int64(clip.source.seed),
+    """Write a corpus ``clip`` with ``data.write_clip`` (atomic), its spec and phonemes as metadata
+    (docs/motion_corpus.md)."""
+    write_clip(
+        path, clip.motion, audio=clip.audio, gaze=clip.gaze, distance=clip.distance, emotion=clip.emotion,
+        text=clip.source.text, emotion_names=np.array(EMOTIONS), voice=np.str_(clip.source.voice),
+        rate=np.int32(clip.source.rate), pitch=np.int32(clip.source.pitch), seed=np.int64(clip.source.seed),
         phoneme_names=np.array([p.name for p in clip.phonemes]),
         phoneme_times=np.array([(p.start, p.end) for p in clip.phonemes], np.float32).reshape(-1, 2),
-        channel_names=np.array(MotionSpace.builtin().names), fps=np.float32(FPS),
-        sample_rate=np.int32(SAMPLE_RATE))
-    os.replace(tmp, path)
+        channel_names=np.array(MotionSpace.builtin().names))
 
 
 def corpus_specs(n_train: int, n_heldout: int, seed: int = 0,

@@ -48,6 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa3d_jax.avatar import AvatarConfig
+from vasa3d_jax.camera import PIVOT, crop_intrinsics, project_points
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import losses
 from vasa3d_jax.portrait import checks
@@ -370,14 +371,9 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     crop_matte = crop_resize(matte[..., None], box, preset.size)[..., 0]
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
     anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=np.asarray(model.latent, np.float32),
-                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=_pivot(model),
+                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=np.asarray(PIVOT, np.float32),
                     fill=np.broadcast_to(np.asarray(BACKGROUND, np.float32), crop_img.shape).copy())
     return model, anchor
-
-
-def _pivot(model) -> np.ndarray:
-    from vasa3d_jax.camera import PIVOT
-    return np.asarray(getattr(model, "pivot", PIVOT), np.float32)
 
 
 def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, workdir: pathlib.Path,
@@ -385,7 +381,6 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
     """Training frames (stage 3), cached in ``workdir/dataset.npz``; the anchor is frame 0. Returns
     (dataset, anchor with its matte cut to the head model's coverage)."""
     from vasa3d_jax.fit.data import FitDataset
-    from vasa3d_jax.motion_space import MotionSpace
     from vasa3d_jax.portrait.synth import synthesize_frames
 
     path = workdir / "dataset.npz"
@@ -393,7 +388,7 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
         with np.load(path) as z:
             anchor = dataclasses.replace(anchor, matte=z["anchor_matte"], fill=z["anchor_fill"])
             return FitDataset(**{k: z[k] for k in ("frames", "latents", "viewmats", "K", "pivot")}), anchor
-    space = getattr(model, "space", None) or MotionSpace.builtin()
+    space = model.space
     views = training_views(space, anchor.latent, anchor.camera(), anchor.pivot, preset.sampling,
                            generator=generator)
     # The photo view first: its coverage A (where the head model shows anything) cuts the matte, so
@@ -439,11 +434,9 @@ def fit_avatar(model, found: Found, dataset, anchor: Anchor, preset: PortraitPre
     from vasa3d_jax import parallel
     from vasa3d_jax.avatar.io import Avatar
     from vasa3d_jax.fit.trainer import fit
-    from vasa3d_jax.motion_space import MotionSpace
     from vasa3d_jax.portrait.model import initial_avatar
 
-    space = getattr(model, "space", None) or MotionSpace.builtin()
-    init = initial_avatar(model, space, config=preset.fit.avatar)
+    init = initial_avatar(model, model.space, config=preset.fit.avatar)
     weighted = dataclasses.replace(dataset, weights=frame_weights(dataset.num, preset.anchor_weight))
     # As many devices as divide the preset's batch (the quick preset's batch of 1 runs on one of them).
     devices = parallel.devices_for_batch(preset.fit.batch_size)
@@ -514,7 +507,7 @@ def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset
 def head_box(model, margin: float) -> tuple[float, float, float]:
     """(x0, y0, side): the square around the portrait head's projected vertices (hair shell and neck
     included: what the avatar can show) at the photo's latent, grown by ``margin``."""
-    from vasa3d_jax.portrait.model import model_vertices, project_points
+    from vasa3d_jax.portrait.model import model_vertices
 
     xy, _ = project_points(model_vertices(model, model.latent), model.camera.viewmat, model.camera.K)
     xy = np.asarray(xy)
@@ -554,14 +547,6 @@ def crop_resize(image: np.ndarray, box: tuple[float, float, float], size: int) -
             ch = scipy.ndimage.gaussian_filter(ch, sigma)
         out[..., c] = scipy.ndimage.map_coordinates(ch, [vv, uu], order=1, mode="constant", cval=fill)
     return out
-
-
-def crop_intrinsics(K: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """K of the crop: shift the principal point by the box's corner, scale by size / side."""
-    x0, y0, side = box
-    s = size / side
-    A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]], np.float64)
-    return (A @ np.asarray(K, np.float64)).astype(np.float32)
 
 
 # ---- the work directory -------------------------------------------------------------------------

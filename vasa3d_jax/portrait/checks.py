@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from vasa3d_jax.head.landmarks import EYE_L_RING, EYE_R_RING, OUTER_CANTHI
+
 MIN_FACE_PX = 40.0  # face/pipeline.py MIN_FACE_PX: smaller faces give landmarks of blur
 SOFT_FACE_PX = 120.0  # the quick preset's training crop is 128 px for ~1.5 face widths (ours)
 EDGE_MARGIN = 0.15  # of d_io: landmarks this near the border are cut off (ours)
@@ -31,12 +33,10 @@ TURN_ERROR_DEG = 70.0  # the far eye is hidden: mirroring has nothing to mirror 
 SUNGLASSES_LUMA_RATIO = 0.35  # eye regions' luma / cheeks' luma below this ... (ours)
 SUNGLASSES_FLAT_STD = 0.06  # ... with a luma std below this: an opaque, flat cover (ours)
 
-# MediaPipe face mesh indices (face_mesh_connections.py, canonical_face_model_uv_visualization).
-OUTER_EYE_CORNERS = (33, 263)
-LEFT_EYE = (362, 385, 387, 263, 373, 380)  # subject's left eye contour
-RIGHT_EYE = (33, 160, 158, 133, 153, 144)
+# Sample points of the checks (MediaPipe face mesh indices, canonical_face_model_uv_visualization;
+# the anatomical tables are head/landmarks.py's): the cheeks' centres and, per named part, a few
+# points whose cut-off the warning names.
 LEFT_CHEEK, RIGHT_CHEEK = 425, 205
-INNER_LIP_GAP = (13, 14)  # upper and lower inner-lip midpoints
 PARTS = {"forehead and hair": (10, 338, 109), "chin": (152, 148, 377), "left cheek and ear": (454, 356),
          "right cheek and ear": (234, 127)}
 
@@ -92,7 +92,7 @@ PRESENCE_THRESHOLD = 0.5  # face/pipeline.py: MediaPipe's min_tracking_confidenc
 
 
 def interocular(landmarks: np.ndarray) -> float:
-    a, b = OUTER_EYE_CORNERS
+    a, b = OUTER_CANTHI
     return float(np.linalg.norm(landmarks[a] - landmarks[b]))
 
 
@@ -149,7 +149,7 @@ def _cover(image: np.ndarray, lm: np.ndarray, d: float) -> list[str]:
     if len(cheeks) == 0:
         return notes
     cheek_luma = float(np.median(_luma(cheeks)))
-    eyes = [_region_pixels(image, lm[list(idx)], 0.12 * d) for idx in (LEFT_EYE, RIGHT_EYE)]
+    eyes = [_region_pixels(image, lm[list(idx)], 0.12 * d) for idx in (EYE_L_RING, EYE_R_RING)]
     if all(len(e) for e in eyes) and cheek_luma > 0.05:
         ratio = max(float(np.median(_luma(e))) for e in eyes) / cheek_luma
         flat = max(float(np.std(_luma(e))) for e in eyes)

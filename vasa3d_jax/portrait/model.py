@@ -4,7 +4,7 @@ A ``PortraitModel`` is everything the training-frame synthesiser (synth.py) and 
 avatar need, in the head model's frame (metres, y up, z out of the face):
 
 * the identity-fitted head (template head + per-vertex identity offsets ``shape``, which include the
-  hair shell of hair.py), and the linear base-deformation priors P_e, P_p of ``avatar.base_priors``,
+  hair shell of hair.py), and the linear base-deformation priors P_e, P_p of ``head.prior.base_priors``,
   so that a motion latent x = [z_dyn, z_pose] poses it exactly as an untrained ``GaussianAvatar``:
 
     (1) e = z_dyn P_e,  p = z_pose P_p,
@@ -42,10 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, base_priors
+from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
 from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.avatar import gaussians as gs
 from vasa3d_jax.head import HeadModel, template_head
+from vasa3d_jax.head.prior import base_priors
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import hair as hair_lib
 from vasa3d_jax.portrait import texture as tex
@@ -61,7 +62,7 @@ class PortraitModel:
 
     head:        HeadModel (the template head; pytree)
     shape:       (S,) float32 identity offsets (template: (3V,) metres), hair shell included
-    prior_exp:   (D_dyn, E + 9) float32 P_e of eq. 1 (``avatar.base_priors``)
+    prior_exp:   (D_dyn, E + 9) float32 P_e of eq. 1 (``head.prior.base_priors``)
     prior_pose:  (6, 9) float32 P_p of eq. 1
     image:       (H, W, 3) float32 the photo, RGB in [0, 1]
     latent:      (D,) float32 the photo's motion latent x = [z_dyn, z_pose]
@@ -129,12 +130,6 @@ def model_vertices(pm: PortraitModel, x) -> jax.Array:
     return posed_vertices(pm.head, pm.shape, pm.prior_exp, pm.prior_pose, pm.space, x)
 
 
-def project_points(points, viewmat, K):
-    """(N, 3) world -> (xy (N, 2) pixels, centres at +0.5; z (N,) camera depth, metres)."""
-    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = cam[:, 2]
-    xy = cam[:, :2] / jnp.maximum(z, 1e-6)[:, None] * jnp.stack([K[0, 0], K[1, 1]]) + K[:2, 2]
-    return xy, z
 
 
 # ---- the motion fit -------------------------------------------------------------------------------
@@ -193,7 +188,7 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
     shape = jnp.asarray(shape, jnp.float32).reshape(-1)
     if shape.shape[0] != head.num_shape:
         raise ValueError(f"shape has {shape.shape[0]} values; this {head.kind} head needs {head.num_shape}")
-    p_exp, p_pose = base_priors(space, head, AvatarConfig())
+    p_exp, p_pose = base_priors(space, head)
     pose_fn = jax.jit(lambda s, x: posed_vertices(head, s, p_exp, p_pose, space, x))
 
     thickness = np.zeros(head.num_vertices, np.float32)
@@ -229,7 +224,7 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
 def initial_avatar(pm: PortraitModel, space: MotionSpace | None = None, *,
                    config: AvatarConfig = AvatarConfig(), opacity: float = SURFACE_OPACITY,
                    key: jax.Array | None = None):
-    """A ``GaussianAvatar`` (as ``pipeline.Avatar``) initialised from the portrait model: one flat,
+    """A ``GaussianAvatar`` (as ``avatar.io.Avatar``) initialised from the portrait model: one flat,
     nearly opaque Gaussian per surface sample (GaussianAvatars' binding; local position = the sample,
     in-plane std PLANE_SCALE k_f / L_f, normal std NORMAL_SCALE k_f / L_f), coloured by eq. 3
     (photo where seen, fill elsewhere; the template's parts for eyes, mouth and teeth where the photo

@@ -23,7 +23,7 @@ one sparse screened-Poisson solve (vertex resolution, for colour far from any se
 partner's, and what neither sees (scalp, back, under the chin) is the harmonic (diffused) blend of
 the nearest seen colours, hair from the hair seen around the face. A sample's fill is the
 barycentric blend of its triangle's vertex fills; eyes, mouth cavity and teeth take the template's
-part colours (``pipeline.skin_colors``) instead, and their photo pixels where eq. 1 sees them
+part colours (``avatar.template.skin_colors``) instead, and their photo pixels where eq. 1 sees them
 (the eyeballs through the lid opening: iris, sclera and catch-light).
 
 Mirror at full resolution: a skin sample s also has a mirror point, its barycentric coordinates on
@@ -47,8 +47,9 @@ import scipy.sparse
 import scipy.sparse.linalg
 import scipy.spatial
 
+from vasa3d_jax.camera import camera_center, project_points
 from vasa3d_jax.head import HeadModel
-from vasa3d_jax.head import template as tpl
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.head.geometry import smoothstep, vertex_normals
 from vasa3d_jax.portrait.surface import bilinear, sample_gaussians
 from vasa3d_jax.render import OverflowReport, capacity_for, render_features, required_capacity, run_checked
@@ -88,13 +89,12 @@ def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: f
                        max_level: int) -> np.ndarray:
     """(F,) L_f: triangles facing the photo's camera get about one sample per spacing_px^2 of
     their projected area (at least 2 on the face); the rest one sample."""
-    from vasa3d_jax.portrait.model import project_points
     faces = np.asarray(head.faces)
     xy, z = map(np.asarray, project_points(jnp.asarray(verts), camera.viewmat, camera.K))
     t = xy[faces]
     area = 0.5 * np.abs((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1])
                         - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1]))
-    centre = _camera_centre(camera)
+    centre = np.asarray(camera_center(camera.viewmat), np.float64)
     tri = verts[faces]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     facing = np.einsum("fc,fc->f", n, centre - tri.mean(1)) > 0
@@ -103,11 +103,6 @@ def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: f
     face = np.asarray(head.face_region) == head.region_id("face")
     level = np.where(face, np.maximum(level, 2), level)
     return np.clip(level, 1, max_level).astype(np.int32)
-
-
-def _camera_centre(camera) -> np.ndarray:
-    vm = np.asarray(camera.viewmat, np.float64)
-    return -vm[:3, :3].T @ vm[:3, 3]
 
 
 ZBUFFER_OPACITY = 0.999  # the z-buffer's samples are opaque: the nearest surface alone sets D
@@ -144,12 +139,11 @@ def _bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def seen_weight(points, normals, camera, depth, alpha, matte) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 1 without the part term: (xy (N, 2) px, w (N,)) of points with outward normals."""
-    from vasa3d_jax.portrait.model import project_points
     xy, z = map(np.asarray, project_points(jnp.asarray(points, jnp.float32), camera.viewmat, camera.K))
     h, w = depth.shape
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h) & (z > 0)
     vis = inside & (_nearest(alpha, xy) > 0.5) & (z <= _nearest(depth, xy) + DEPTH_TOL_M)
-    view = _camera_centre(camera) - points
+    view = np.asarray(camera_center(camera.viewmat), np.float64) - points
     view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
     nrm = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     cos = np.einsum("nc,nc->n", nrm, view)
@@ -196,15 +190,15 @@ def diffuse_fill(faces: np.ndarray, skin: np.ndarray, colour: np.ndarray, weight
 
 
 def inner_lip_polygon(xy_vertices: np.ndarray) -> np.ndarray:
-    """(18, 2) the inner-lip contour (corner, upper lip, corner, lower lip) from projected vertices."""
-    ring = [tpl.LIP_CORNERS[0], *tpl.LIP_INNER_UPPER, tpl.LIP_CORNERS[1], *tpl.LIP_INNER_LOWER[::-1]]
-    return xy_vertices[ring]
+    """(20, 2) the inner-lip contour (corner, upper lip, corner, lower lip) from projected vertices."""
+    return xy_vertices[list(landmarks.LIP_INNER_RING)]
 
 
 def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
     """Inner-lip gap (landmarks 13-14) over the inner mouth width (78-308) in the photo."""
-    gap = np.linalg.norm(xy_vertices[13] - xy_vertices[14])
-    width = np.linalg.norm(xy_vertices[tpl.LIP_CORNERS[0]] - xy_vertices[tpl.LIP_CORNERS[1]])
+    (upper, lower), (right, left) = landmarks.MOUTH_OPENING, landmarks.LIP_INNER_CORNERS
+    gap = np.linalg.norm(xy_vertices[upper] - xy_vertices[lower])
+    width = np.linalg.norm(xy_vertices[right] - xy_vertices[left])
     return float(gap / max(width, 1e-6))
 
 
@@ -212,7 +206,6 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
     from vasa3d_jax.avatar.template import _inside, skin_colors
-    from vasa3d_jax.portrait.model import project_points
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
     region = np.asarray(head.face_region)
@@ -256,8 +249,7 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     xy_vv, w_v = seen_weight(verts, vn, camera, depth, alpha, inner_matte)
     w_v = np.where(w_v >= VERTEX_MIN_WEIGHT, w_v, 0.0)  # grazing colours would dominate eq. 2
     if is_open:  # lip vertices on the inner contour see the gap: trust their neighbours instead
-        inner_ring = list(tpl.LIP_INNER_UPPER + tpl.LIP_INNER_LOWER + tpl.LIP_CORNERS)
-        w_v[inner_ring] = 0.0
+        w_v[list(landmarks.LIP_INNER_RING)] = 0.0
     w_v = np.where(skin, w_v, 0.0)
     c_v = _bilinear(image, xy_vv)
     vfill = diffuse_fill(faces, skin, c_v, w_v, partner)

@@ -41,26 +41,6 @@ BACKENDS = ("auto", "xla", "pallas")
 DEPTH_ALPHA_MIN = 1e-10  # gsplat 1.5.3 render_mode "ED": depth / clamp_min(alpha, 1e-10)
 
 
-def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> jax.Array:
-    """World->camera 4x4 (OpenCV: x right, y down, z forward) for a camera at ``eye`` facing ``target``.
-
-    ``up`` is the world direction that appears upward in the image (default +y, the head frame).
-    """
-    eye, target, up = (jnp.asarray(v, jnp.float32) for v in (eye, target, up))
-    z = target - eye
-    z = z / jnp.linalg.norm(z)
-    x = jnp.cross(-up, z)  # x = y cross z with image y = -up (y points down in OpenCV)
-    x = x / jnp.linalg.norm(x)
-    y = jnp.cross(z, x)
-    rot = jnp.stack([x, y, z])
-    return jnp.eye(4, dtype=jnp.float32).at[:3, :3].set(rot).at[:3, 3].set(-rot @ eye)
-
-
-def intrinsics(fx: float, fy: float, cx: float, cy: float) -> jax.Array:
-    """3x3 pinhole intrinsics in pixels (pixel centres at +0.5, so cx = W / 2 is the image centre)."""
-    return jnp.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], jnp.float32)
-
-
 def _check_geometry(gaussians: Gaussians, camera: Camera, backend: str):
     if backend not in BACKENDS:
         raise ValueError(f"{backend=} must be one of {BACKENDS}")
