@@ -32,12 +32,13 @@ def _both(g, feats, bg, *, backend="xla"):
     return render_features(g, feats, CAM, bg, backend), dense_render_features(g, feats, CAM, bg)
 
 
-@pytest.mark.parametrize("d", [1, 5, 9])
-def test_features_match_dense_oracle(d):
+@pytest.mark.parametrize("d,backend", [(1, "xla"), (5, "xla"), (9, "xla"),
+                                       pytest.param(5, "pallas", marks=pytest.mark.slow)])  # interpret mode: slow on CPU
+def test_features_match_dense_oracle(d, backend):
     g = random_scene(jax.random.PRNGKey(0), N)
     feats = _features(jax.random.PRNGKey(1), d)
     bg = jnp.linspace(-0.5, 0.5, d)
-    out, (want, alpha, depth) = _both(g, feats, bg)
+    out, (want, alpha, depth) = _both(g, feats, bg, backend=backend)
     assert out.features.shape == (H, W, d) and int(out.isect_overflow) == 0
     np.testing.assert_allclose(out.features, want, atol=TOL * 4, rtol=0)  # |f| ~ 2: scaled tolerance
     np.testing.assert_allclose(out.alpha, alpha, atol=TOL, rtol=0)
