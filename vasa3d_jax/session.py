@@ -11,7 +11,7 @@ and the demo do).
         ...
 
 Per motion frame t with latent x_t = [z_dyn, z_pose] (``MotionSpace``), the avatar is deformed and
-rendered at a fixed intersection capacity sized by probing (``avatar/render.py``, eqs. 1-4: no frame
+rendered at a fixed intersection capacity sized by probing (``avatar/render.py`` eqs. 1-3, ``render/capacity.py``: no frame
 is ever silently truncated), from camera t of a path (``camera.CameraPath``: front, orbit or a
 static view). Speech becomes motion in one place (``motion.generate_from_audio`` for a whole clip,
 ``motion.stream_from_audio`` online); frames come from ``avatar.render.render_motion`` /

@@ -261,7 +261,7 @@ def render_motion(avatar: Avatar, motion: np.ndarray, camera_path: CameraSpec | 
                   size: int = 256, *, background=(1.0, 1.0, 1.0), backend: str = "auto",
                   stats: RenderStats | None = None) -> Iterator[np.ndarray]:
     """Frames ``(H, W, 3)`` of ``avatar`` driven by ``motion (T, D)`` along ``camera_path``
-    (eqs. 1-4, ``camera.py`` eqs. 1-2).
+    (eqs. 1-3, ``camera.py`` eqs. 1-2).
 
     A generator: frames are rendered as they are consumed. ``stats`` (optional) is filled in.
     """
