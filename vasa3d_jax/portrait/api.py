@@ -266,6 +266,10 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
         with stage("fit"):
             fitted = fit_avatar(model, found, dataset, anchor, preset, workdir, progress, stop_after)
         complete = fitted.steps >= preset.fit.steps
+        if not complete and fitted.steps < min(stop_after or preset.fit.steps, preset.fit.steps):
+            # The fit caught Ctrl-C / SIGTERM (ckpt.PreemptionGuard), saved its checkpoint and
+            # stopped: the caller is interrupted as it asked; a rerun resumes from that checkpoint.
+            raise KeyboardInterrupt
         with stage("export"):
             avatar = fitted.avatar
             if complete:
