@@ -107,3 +107,22 @@ def test_whole_pipeline_is_one_pure_jittable_function(astro):
     b = face_pipeline(frames, *_runners("flax"), max_faces=4, num_meshes=1)
     for k in ("landmarks", "iris", "box"):
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=1e-3)
+
+
+def test_full_range_detection_flax_equals_litert():
+    """A face too small for the short-range detector (the astronaut's face, 130 px in a 1500 x 2000
+    photo): the full-range detector finds it with both backends, to the networks' rounding."""
+    from PIL import Image
+
+    from vasa3d_jax.face import pipeline
+
+    n = int(round(512 * 130 / 95))
+    img = np.full((2000, 1500, 3), 200, np.uint8)
+    img[400:400 + n, 750 - n // 2:750 - n // 2 + n] = Image.fromarray(astronaut()).resize((n, n), Image.Resampling.LANCZOS)
+    flax, *_ = pipeline._analyse(img, "standing", "flax", 4, detector="full")
+    lite, *_ = pipeline._analyse(img, "standing", "litert", 4, detector="full")
+    assert flax["valid"][0, 0] and lite["valid"][0, 0] and not flax["valid"][0, 1:].any()
+    assert np.abs(flax["box"][0, 0] - lite["box"][0, 0]).max() < PX
+    assert abs(float(flax["score"][0, 0]) - float(lite["score"][0, 0])) < 1e-4
+    face = analyze_faces(img)[0]  # then analysed again around the face at full resolution
+    assert np.abs(face.box - flax["box"][0, 0]).max() < 0.15 * n * 95 / 512

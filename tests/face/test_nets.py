@@ -59,3 +59,80 @@ def test_missing_model_package_names_the_install_command(monkeypatch):
         assets.model_path(assets.DETECTOR)
     monkeypatch.undo()
     assets._files.cache_clear()
+
+
+def test_full_range_graph_and_anchors():
+    """face_detection_full_range_sparse.tflite (DENSIFY and DEQUANTIZE folded into the weights) and
+    its anchors: 48 x 48 cells, one anchor each (face_detection_full_range.pbtxt: strides 4,
+    interpolated_scale_aspect_ratio 0)."""
+    from vasa3d_jax.face.tflite_graph import read_tflite
+    import collections
+    graph, weights = read_tflite(assets.model_path(assets.FULL_RANGE_DETECTOR))
+    kinds = collections.Counter(op.kind for op in graph.ops)
+    assert kinds == {"CONV_2D": 49, "PAD": 43, "DEPTHWISE_CONV_2D": 42, "ADD": 19, "RESIZE_BILINEAR": 3,
+                     "DEPTH_TO_SPACE": 2, "RESHAPE": 2}
+    assert graph.input_shape == (192, 192, 3)
+    assert sum(op.activation == "RELU" for op in graph.ops) > 40  # ReLU fused into CONV_2D / ADD
+    a = geometry.anchors("full")
+    assert a.shape == (2304, 2)
+    np.testing.assert_allclose(a[0], [1 / 96, 1 / 96])
+    np.testing.assert_allclose(a[47], [95 / 96, 1 / 96])
+    np.testing.assert_allclose(a[48], [1 / 96, 3 / 96])
+
+
+def test_densify_walks_dense_and_csr_dimensions(monkeypatch):
+    """A 2 x 3 x 4 tensor with the last dimension in CSR form (the layout of the full-range file)."""
+    from vasa3d_jax.face.tflite_graph import densify
+
+    dense = np.zeros((2, 3, 4), np.float16)
+    dense[0, 1, [0, 3]] = [1, 2]
+    dense[1, 2, 2] = 3
+    rows = dense.reshape(6, 4)
+    segments = np.concatenate([[0], np.cumsum((rows != 0).sum(1))])
+    indices = np.concatenate([np.flatnonzero(r) for r in rows])
+
+    class Vec:  # the flatbuffer tables, as the tflite package exposes them
+        def __init__(self, values):
+            self.Bytes, self.Pos, self.values = None, 0, values
+
+    class Dim:
+        def __init__(self, fmt, size=0, seg=None, idx=None):
+            self.fmt, self.size, self.seg, self.idx = fmt, size, seg, idx
+
+        def Format(self):
+            return self.fmt
+
+        def DenseSize(self):
+            return self.size
+
+        def ArraySegments(self):
+            return self.seg
+
+        def ArrayIndices(self):
+            return self.idx
+
+        def ArraySegmentsType(self):
+            return 1
+
+        def ArrayIndicesType(self):
+            return 1
+
+    class Sparsity:
+        dims = [Dim(0, 2), Dim(0, 3), Dim(1, seg=Vec(segments), idx=Vec(indices))]
+
+        def TraversalOrderAsNumpy(self):
+            return np.arange(3)
+
+        def BlockMapLength(self):
+            return 0
+
+        def DimMetadataLength(self):
+            return 3
+
+        def DimMetadata(self, d):
+            return self.dims[d]
+
+    import vasa3d_jax.face.tflite_graph as tg
+    monkeypatch.setattr(tg, "_index_vector", lambda table, kind: np.asarray(table.values, np.int64))
+    got = densify(dense[dense != 0], dense.shape, Sparsity())
+    np.testing.assert_array_equal(got, dense)  # bitwise: densifying only places the stored values

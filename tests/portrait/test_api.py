@@ -23,7 +23,7 @@ def _install(monkeypatch):
     sp = synthetic_portrait(SIZE)
     space = MotionSpace.builtin()
 
-    def analyse(image):
+    def analyse(image, face=0):
         fit = types.SimpleNamespace(latents=sp.latent[None], identity=sp.shape, camera=lambda: sp.camera)
         return api.Found(analysis=None, motion_fit=fit, matte=matte_from_person(sp.person, sp.landmarks[:, :2]),
                          faces_found=1, warnings=())

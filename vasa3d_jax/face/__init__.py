@@ -1,5 +1,6 @@
-"""Face analysis: MediaPipe's face detector, 468-point mesh and iris model, ported to Flax, and the
-motion encoder (encode.py: landmarks -> latents, identity, camera).
+"""Face analysis: MediaPipe's face detectors (short range, and full range for faces far from the
+camera), 468-point mesh and iris model, ported to Flax, and the motion encoder (encode.py:
+landmarks -> latents, identity, camera). Photos of any size are analysed (pipeline.py).
 
     from vasa3d_jax.face import load_image, analyze_faces, FaceAnalysis
     img = load_image("portrait.jpg")      # float32 RGB (H, W, 3) in [0, 1], EXIF orientation applied

@@ -5,12 +5,12 @@
 
 Stages (each timed and shown with a progress bar; ``workdir/timings.json``):
 
-  0. frame     a photo where the face is small (a half-body or standing photo: face box under 1/6
-               of the shorter side) or that is over 2048 px is cut to a square of ``FRAME_CONTEXT``
-               face sizes around the chosen face (resampled to at most 2048 px): what follows sees a
-               portrait. A portrait photo is used as it is;
   1. analyse   ``face.load_image`` + ``face.analyze_faces`` (the largest face, or the N-th largest
-               with ``face=N``; the count reported),
+               with ``face=N``; the count reported); framing (``frame``): a photo where that face is
+               small (a half-body or standing photo: face box under 1/6 of the shorter side) or that
+               is over 2048 px is cut to a square of ``FRAME_CONTEXT`` face sizes around it
+               (resampled to at most 2048 px), so what follows sees a portrait (a portrait photo is
+               used as it is);
                the input checks (``checks.py``: size, frame edge, turn, cover), ``encode_motion``
                (the portrait's latent x_photo, identity head, camera), ``head_and_hair_matte``;
   2. model     ``build_portrait_model`` (textured identity head + hair shell) and the training crop:
@@ -61,7 +61,7 @@ BACKGROUND = (1.0, 1.0, 1.0)  # render and target background (the fit engine's d
 # One photo: the LiteRT interpreter answers in seconds, where the Flax networks first compile for
 # minutes on 2 cores (measured on the astronaut: 10 s vs 170 s); both run the same .tflite weights.
 FACE_BACKEND = "litert"
-# Framing (stage 0): a face box under this share of the photo's shorter side is framed (ours: the
+# Framing (stage 1, ``frame``): a face box under this share of the photo's shorter side is framed (ours: the
 # short-range detector's comfortable range starts at ~1/8; the astronaut's face is 95/512 ~ 1/5.4).
 FRAME_BELOW = 1.0 / 6.0
 FRAME_CONTEXT = 4.0  # the frame's side in face-box sides: head, hair and shoulders (ours)
@@ -258,8 +258,8 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
 
     try:  # the bar is closed on errors and Ctrl-C too, so that their one line starts a line
         with stage("analyse"):
-            image, faces, chosen = frame(image, face)
-            found = analyse(image, faces, chosen)
+            found = analyse(image, face)
+            image = image if found.image is None else found.image
         with stage("model"):
             model, anchor = build_model(image, found, preset)
         with stage("synthesise"):
@@ -267,6 +267,10 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
         with stage("fit"):
             fitted = fit_avatar(model, found, dataset, anchor, preset, workdir, progress, stop_after)
         complete = fitted.steps >= preset.fit.steps
+        if not complete and fitted.steps < min(stop_after or preset.fit.steps, preset.fit.steps):
+            # The fit caught Ctrl-C / SIGTERM (ckpt.PreemptionGuard), saved its checkpoint and
+            # stopped: the caller is interrupted as it asked; a rerun resumes from that checkpoint.
+            raise KeyboardInterrupt
         with stage("export"):
             avatar = fitted.avatar
             if complete:
@@ -283,13 +287,15 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
 
 @dataclasses.dataclass(frozen=True)
 class Found:
-    """Stage 1's output: the analysis of the chosen face, its motion fit, matte and findings."""
+    """Stage 1's output: the analysis of the chosen face, its motion fit, matte and findings, and
+    the image they refer to (the photo, or the frame cut around a small face; None: the photo)."""
 
     analysis: Any
     motion_fit: Any
     matte: Any
     faces_found: int
     warnings: tuple[str, ...]
+    image: Any = None
 
 
 def _faces(image: np.ndarray) -> list:
@@ -301,7 +307,7 @@ def _faces(image: np.ndarray) -> list:
 
 
 def frame(image: np.ndarray, face: int = 0):
-    """Stage 0 -> (the photo, or the square around face ``face`` (by size, 0 the largest) when the
+    """Framing -> (the photo, or the square around face ``face`` (by size, 0 the largest) when the
     photo is much larger than the face (module docstring); the faces found in it; the chosen one)."""
     faces = _faces(image)
     chosen = checks.choose_face(faces, face)
@@ -325,14 +331,12 @@ def frame(image: np.ndarray, face: int = 0):
     return framed, faces, min(faces, key=centre)
 
 
-def analyse(image: np.ndarray, faces=None, chosen=None) -> Found:
-    """Face analysis, input checks, the motion encoder and the head-and-hair matte (stage 1).
-    faces: ``analyze_faces``'s result for ``image`` (analysed here when None); chosen: the face to
-    use (default: the largest)."""
+def analyse(image: np.ndarray, face: int = 0) -> Found:
+    """Framing (``frame``), face analysis, input checks, the motion encoder and the head-and-hair
+    matte (stage 1); face: which face of the photo by size (0: the largest)."""
     from vasa3d_jax.portrait.matte import head_and_hair_matte
 
-    faces = _faces(image) if faces is None else faces
-    analysis = checks.largest_face(faces) if chosen is None else chosen
+    image, faces, analysis = frame(image, face)
     face = checks.face_measurements(faces, image, analysis)
     notes = checks.check_portrait(image, face)
     motion_fit = _encode(analysis, image)
@@ -341,7 +345,7 @@ def analyse(image: np.ndarray, faces=None, chosen=None) -> Found:
         warnings.warn(note, checks.PortraitWarning, stacklevel=3)
     matte = head_and_hair_matte(image, analysis)
     return Found(analysis=analysis, motion_fit=motion_fit, matte=matte, faces_found=face.count,
-                 warnings=tuple(notes))
+                 warnings=tuple(notes), image=image)
 
 
 def _encode(analysis, image: np.ndarray):
