@@ -67,3 +67,12 @@ def test_long_silence_gives_calm_motion(gen):
     d = gen.space.dyn_size
     step = np.linalg.norm(np.diff(x[:, d:d + 3], axis=0), axis=-1)  # head rotation per frame, rad
     assert step[quiet].mean() < 0.75 * step[talking].mean(), (step[quiet].mean(), step[talking].mean())
+
+
+def test_action_units_stay_in_their_range_in_digital_silence(gen):
+    """Issue 21: in 2 s of digital silence the shipped model's raw output put AU25 near -0.77 (an
+    intensity below zero that the head rig extrapolates); the sampler clamps intensities to [0, 1]."""
+    x = np.asarray(generate_from_audio(gen, np.zeros(32000, np.float32), key=jax.random.key(3)))
+    au = [i for i, c in enumerate(gen.space.dyn) if c.unit == "intensity"]
+    assert x[:, au].min() >= 0.0 and x[:, au].max() <= 1.0
+    assert np.asarray(gen.space.mouth_open(x)).max() < 0.1  # and the mouth rests

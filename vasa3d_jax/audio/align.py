@@ -41,7 +41,7 @@ SILENCE = "SIL"  # the ARPAbet name of a pause (pocketsphinx's own; espeak-ng's 
 # Silence added before and after the audio: pocketsphinx drops the first words of an utterance that
 # starts without a pause (seen on espeak-ng's "a map": every word aligned to SIL).
 PAD_S = 0.3
-POCKETSPHINX_HINT = 'python -m pip install "pocketsphinx==5.1.1"  (or: pip install -e ".[eval]")'
+POCKETSPHINX_HINT = '`python -m pip install "pocketsphinx==5.1.1"` (in the test extra: pip install -e ".[test]")'
 
 # IPA (espeak-ng 1.51's English output, stress, length and syllabic marks removed) -> ARPAbet
 # (CMU dictionary phone set). Diphthongs and affricates first: longest match wins.
