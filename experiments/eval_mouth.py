@@ -30,7 +30,8 @@ avatar and speech set:
 
 ``latents`` (no rendering) measures item 3 on the generator's own output: per speech set, the latent
 mouth opening on bilabial frames (median; ``bilabial_at_closed``: the fraction at or below the closed
-value ``CLOSED_MOUTH_LATENT``, the synthetic corpus's bilabial target 0.75 x 0.06), on open vowels
+value ``CLOSED_MOUTH_LATENT``, 0.75 x 0.06; ``bilabial_press``: the median lip press AU24, 0.55 in the
+corpus's bilabial viseme), on open vowels
 and in silence, and the latent AUC; ``target`` repeats the bilabial and vowel figures for the synthetic
 corpus's own targets (what the generator was trained to produce).
 
@@ -60,7 +61,7 @@ import numpy as np
 from vasa3d_jax.audio import align
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.face.landmarks import inner_lip_gap
-from vasa3d_jax.motion import Controls, load_default_model
+from vasa3d_jax.motion import DEFAULT_MODEL, Controls, load_generator
 
 try:  # the session module takes Talker over from pipeline (the lead fixes this import at merge)
     from vasa3d_jax.session import Talker
@@ -72,12 +73,15 @@ HOP = SAMPLE_RATE // FPS
 # so mouth_open = 0.75 AU26 + 0.25 AU25 <= 0.045 on a bilabial; a little slack for the 25 fps average.
 CLOSED_MOUTH_LATENT = 0.75 * 0.06
 SMILE = "AU12"  # the smile channel (lip corner puller)
+PRESS = "AU24"  # lip presser: with a shut jaw it is what closes the head rig's lips (synthetic.py eq. 3)
 LAGS = (-2, -1, 0, 1, 2)
 
 
 def get_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         out="out/eval_mouth",
+        model=str(DEFAULT_MODEL),  # the motion generator (default: the shipped one)
+        sampler=dict(),  # overrides of the generator's own sampler, e.g. audio_scale=2.0
         avatars=[],  # extra avatar files (.npz) to evaluate
         demo=True,  # evaluate the demo's astronaut avatar (built into demo_workdir when absent)
         demo_workdir="out/demo/work",  # where `vasa3d demo --out out/demo` keeps it
@@ -88,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
         latents_only=False,  # item 3: measure the generator's latents only
         # held-out synthetic speech: clips of corpus_specs(corpus_clips, corpus_heldout, corpus_seed)'s
         # held-out split, in order, until render_synthetic_s seconds (rendered) / latent_synthetic_clips
-        synthetic=dict(corpus_clips=1500, corpus_heldout=100, corpus_seed=0, render_s=12.0, latent_clips=20),
+        synthetic=dict(corpus_clips=1500, corpus_heldout=100, corpus_seed=0, render_s=16.0, latent_clips=20),
         # real speech: every clip for latents; these (16.4 s, 42 bilabial and 35 open-vowel frames) rendered
         real=dict(folder="/work/shared/data/realspeech",
                   render=["ps_librivox_0920", "ps_librivox_0930", "arctic_slt_a0009", "arctic_awb_a0007"]),
@@ -145,10 +149,12 @@ def speech_metrics(gap: np.ndarray, classes: np.ndarray, mouth_latent: np.ndarra
         r_latent_gap=pearson(mouth_latent, gap))
 
 
-def latent_metrics(mouth: np.ndarray, classes: np.ndarray) -> dict:
-    """Item 3 on latents: the mouth channel on bilabials, open vowels and silence, and its AUC."""
+def latent_metrics(mouth: np.ndarray, classes: np.ndarray, press: np.ndarray) -> dict:
+    """Item 3 on latents: the mouth channel on bilabials (and the lip press AU24 there), open vowels
+    and silence, and its AUC."""
     bil, vow, sil = classes == "bilabial", classes == "open_vowel", classes == "silence"
     return dict(
+        bilabial_press=float(np.median(press[bil])),
         bilabial_mouth=float(np.median(mouth[bil])), bilabial_mouth_p90=float(np.percentile(mouth[bil], 90)),
         bilabial_at_closed=float(np.mean(mouth[bil] <= CLOSED_MOUTH_LATENT)),
         open_vowel_mouth=float(np.median(mouth[vow])), silence_mouth=float(np.median(mouth[sil])),
@@ -208,12 +214,14 @@ def generate(talker, utterances: list[Utterance], key, controls: Controls | None
         u.motion = np.asarray(talker.speak(u.audio, "front", controls, jax.random.fold_in(key, i)).motion)
 
 
-def pooled(utterances: list[Utterance], space, field: str = "motion") -> tuple[np.ndarray, np.ndarray]:
-    """(latent mouth opening (T,), classes (T,)) of ``u.motion`` (or ``u.target``) over all utterances."""
+def pooled(utterances: list[Utterance], space, field: str = "motion") -> tuple[np.ndarray, ...]:
+    """(latent mouth opening (T,), classes (T,), lip press AU24 (T,)) of ``u.motion`` (or ``u.target``)
+    over all utterances, in order."""
     xs = [getattr(u, field) for u in utterances]
     mouth = np.concatenate([np.asarray(space.mouth_open(x)) for x in xs])
     classes = np.concatenate([u.classes[: len(x)] for u, x in zip(utterances, xs)])
-    return mouth, classes
+    press = np.concatenate([x[:, space.index(PRESS)] for x in xs])
+    return mouth, classes, press
 
 
 # ---- rendering and reading back ----------------------------------------------------------------
@@ -309,11 +317,12 @@ def demo_avatar(workdir: str):
 
 def main(config) -> dict:
     t_start = time.perf_counter()
-    generator = load_default_model()
+    generator = load_generator(config.model)
     space = generator.space
     key = jax.random.key(config.seed)
     from vasa3d_jax.avatar.template import template_avatar
-    talker = Talker(template_avatar(), generator, size=config.size)  # motion does not depend on the avatar
+    sampler = dataclasses.replace(generator.sampler, **config.sampler)
+    talker = Talker(template_avatar(), generator, size=config.size, sampler=sampler)  # motion: avatar-free
 
     # ---- speech, phones and motion (shared by every avatar) ----
     syn_latent = synthetic_utterances(config.synthetic, config.synthetic.latent_clips)
@@ -388,8 +397,9 @@ def main(config) -> dict:
         a, b = spans["silence"]
         sa, sb = spans["smile"]
         rows = [("silence", [cell(i) for i in np.linspace(a, b - 1, 4).astype(int)])]
-        for label, phone in (("/m/", "M"), ("/a/ (AA)", "AA"), ("/o/ (OW)", "OW")):
-            rows.append((label, [cell(i) for i in pick_frames(labels, phone, 4)]))
+        for label, phones in (("/m/", ("M",)), ("/a/ (AA)", ("AA",)), ("/o/ (OW, else AO)", ("OW", "AO"))):
+            picks = pick_frames(labels, phones[0], 4) or pick_frames(labels, phones[-1], 4)
+            rows.append((label, [cell(i) for i in picks]))
         rows.append((f"smile on\n(happy={config.smile:g})", [cell(i) for i in np.linspace(sa, sb - 1, 4).astype(int)]))
         from vasa3d_jax import video
         res["sheet"] = str(video.save_png(out / f"{name}_sheet.png", contact_sheet(rows, config.sheet_cell)))
@@ -406,6 +416,7 @@ if __name__ == "__main__":
     defaults = get_config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=defaults.out)
+    parser.add_argument("--model", default=defaults.model, help="motion generator (.npz/.json stem)")
     parser.add_argument("--avatar", action="append", default=[], help="an avatar .npz (repeatable)")
     parser.add_argument("--no_demo", action="store_true", help="skip the demo's astronaut avatar")
     parser.add_argument("--demo_workdir", default=defaults.demo_workdir)
@@ -413,8 +424,10 @@ if __name__ == "__main__":
     parser.add_argument("--latents_only", action="store_true", help="item 3: the generator's latents only")
     parser.add_argument("--real_folder", default=defaults.real.folder)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--audio_scale", type=float, help="λ_audio (default: the generator's own)")
     a = parser.parse_args()
     cfg = get_config()
-    cfg.out, cfg.avatars, cfg.demo, cfg.demo_workdir = a.out, a.avatar, not a.no_demo, a.demo_workdir
+    cfg.out, cfg.model, cfg.avatars, cfg.demo, cfg.demo_workdir = a.out, a.model, a.avatar, not a.no_demo, a.demo_workdir
     cfg.template, cfg.latents_only, cfg.real.folder, cfg.seed = a.template, a.latents_only, a.real_folder, a.seed
+    cfg.sampler = {} if a.audio_scale is None else {"audio_scale": a.audio_scale}
     print(json.dumps(main(cfg)))
