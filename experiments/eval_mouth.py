@@ -37,12 +37,28 @@ corpus's own targets (what the generator was trained to produce).
 
 Issue 21's goals (per avatar): silence closed >= 0.9 and |smile_read - smile_latent| <= 0.1; speech
 (synthetic and real) bilabial_closed >= 0.6, open_vowel_gap >= 0.08, auc >= 0.85, r_latent_gap >= 0.9.
-The baseline (main at a51cd5f, the demo's astronaut, quick preset) reaches none of the speech goals:
-see the report in the branch's commit message and ``--out``'s ``eval_mouth.json``.
+
+Measured on the demo's astronaut (quick preset, main at a51cd5f), synthetic / real speech:
+
+  ==================  ==============  ===============  ============  ============  ======================
+  generator           bilabial_closed open_vowel_gap   auc           r_latent_gap  silence closed, smile
+  ==================  ==============  ===============  ============  ============  ======================
+  v2 (main)           0.00 / 0.00     0.18 / 0.16      0.81 / 0.83   0.85 / 0.92   0.00 (gap 0.11), read
+                                                                                   0.98 vs latent -0.01
+  v3 (issue 21 §3)    0.00 / 0.00     0.20 / 0.13      0.82 / 0.74   0.82 / 0.95   0.00 (gap 0.13), read
+                                                                                   0.98 vs latent 0.09
+  ==================  ==============  ===============  ============  ============  ======================
+
+(v2's synthetic set was 12 s, 11 bilabial frames; v3's 16 s, 13; the real set is the same 413 frames,
+42 bilabial.) The render's mouth never closes (its rest is the photo's grin: gap 0.11-0.13 in
+silence), whatever the latents: the rest mouth is issue 21 §1-2's. On the avatar's mesh instead of
+its pixels (the same latents, all 15 real clips), v3 brings the bilabial median gap from 0.039 to
+0.012 and the open-vowel one from 0.120 to 0.144 (AUC 0.83 both). ``--latents_only``: the model card,
+``vasa3d_jax/motion/assets/README.md``.
 
 Writes ``OUT/eval_mouth.json`` (also printed, the last line) and, per avatar, ``OUT/NAME_sheet.png``:
 rows silence (smile off), /m/, /a/, /o/, silence with the smile on; each cell a face crop with its gap.
-Runs in ~15-25 min on the shared 2-core CPU for one avatar (rendering and face analysis dominate).
+Runs in ~11 min on the shared 2-core CPU for one avatar (rendering and face analysis: ~7 min).
 """
 
 from __future__ import annotations
