@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
         heldout=100,  # held-out clips (different sentences)
         seed=0,  # corpus seed: sentences, voices, rates, pitches and each clip's own seed
         workers=2,  # processes (espeak-ng's state is per process)
+        first=0,  # > 0: make only the first `first` training clips of the corpus (a subset, same specs)
     ))
 
 
@@ -53,6 +54,7 @@ def _write(job: tuple[str, dict]) -> dict:
 def main(config: ml_collections.ConfigDict) -> None:
     out = pathlib.Path(config.out)
     train, heldout = synthetic.corpus_specs(config.clips, config.heldout, config.seed)
+    train = train[:config.first] if config.first > 0 else train
     (out / "READY").unlink(missing_ok=True)
     totals = {}
     with multiprocessing.get_context("spawn").Pool(config.workers) as pool:
@@ -78,4 +80,6 @@ if __name__ == "__main__":
     parser.add_argument("--heldout", type=int, default=defaults.heldout)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--first", type=int, default=defaults.first,
+                        help="make only the first N training clips (a subset of the same corpus)")
     main(ml_collections.ConfigDict(vars(parser.parse_args())))

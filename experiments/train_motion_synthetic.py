@@ -24,10 +24,10 @@ import jax
 import ml_collections
 
 from vasa3d_jax import ckpt
-from vasa3d_jax.motion import DEFAULT_MODEL, save_generator
+from vasa3d_jax.motion import DEFAULT_MODEL, load_generator, save_generator
 from vasa3d_jax.motion.data import Stats, list_clips, load_clip, precompute_features
 from vasa3d_jax.motion.dit import DiTConfig
-from vasa3d_jax.motion.sample import MotionGenerator
+from vasa3d_jax.motion.sample import MotionGenerator, SamplerConfig
 from vasa3d_jax.motion.train import TrainConfig, init_state_fn, train
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
                    audio_to_motion_tokens=True),
         train=dict(steps=600, batch_size=32, learning_rate=1e-3, warmup_steps=100, save_every=100,
                    log_every=25, seed=0),
+        init="",  # a generator (.npz/.json stem) to fine-tune from; "" trains from scratch
     ))
 
 
@@ -62,8 +63,9 @@ def export(workdir: pathlib.Path, config, target: pathlib.Path) -> MotionGenerat
     with ckpt.Checkpointer(workdir / "ckpt") as manager:
         state, step = manager.restore(jax.eval_shape(init, jax.random.key(0)))
         stats = Stats.from_dict(manager.metadata()["stats"])
+    sampler = load_generator(config.init).sampler if config.init else SamplerConfig()  # the tuned sampler stays
     gen = MotionGenerator.create(jax.device_get(state.params), stats, model_cfg, MotionSpace.builtin(),
-                                 config.feature_encoder, train_cfg.train_steps)
+                                 config.feature_encoder, train_cfg.train_steps, sampler)
     save_generator(gen, target, extra={"train": dataclasses.asdict(train_cfg), "steps_done": int(step),
                                        "corpus": config.corpus})
     return gen
@@ -82,7 +84,9 @@ def main(config, workdir: pathlib.Path, export_to: pathlib.Path | None) -> None:
     model_cfg, train_cfg = model_and_train_configs(config, clips[0].features.shape[1])
     (workdir).mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json(indent=2))
-    _, state = train(clips, workdir, train_cfg, model_cfg, space=space, feature_encoder=config.feature_encoder)
+    start = load_generator(config.init) if config.init else None
+    _, state = train(clips, workdir, train_cfg, model_cfg, space=space, feature_encoder=config.feature_encoder,
+                     init_from=start)
     print(json.dumps({"steps": int(state.step), "workdir": str(workdir)}))
 
 
@@ -93,10 +97,21 @@ if __name__ == "__main__":
     parser.add_argument("--export_to", default=str(DEFAULT_MODEL))
     parser.add_argument("--steps", type=int, help="override config.train.steps")
     parser.add_argument("--feature_encoder", choices=("logmel", "whisper"), help="override config.feature_encoder")
+    parser.add_argument("--corpus", help="override config.corpus")
+    parser.add_argument("--init", help="fine-tune this generator (e.g. the shipped one: vasa3d_jax/motion/assets/motion_dit)")
+    parser.add_argument("--learning_rate", type=float, help="override config.train.learning_rate")
+    parser.add_argument("--warmup_steps", type=int, help="override config.train.warmup_steps")
     args = parser.parse_args()
     cfg = get_config()
     if args.steps:
         cfg.train.steps = args.steps
+    for name in ("learning_rate", "warmup_steps"):
+        if getattr(args, name) is not None:
+            cfg.train[name] = getattr(args, name)
+    if args.corpus:
+        cfg.corpus = args.corpus
+    if args.init:
+        cfg.init = args.init
     if args.feature_encoder:
         cfg.feature_encoder = args.feature_encoder
     main(cfg, pathlib.Path(args.workdir), pathlib.Path(args.export_to) if args.export else None)

@@ -38,3 +38,17 @@ def test_learned_space_and_errors():
         space.index("AU99")
     with pytest.raises(ValueError):
         MotionSpace.learned(0)
+
+
+def test_clamp_intensities_clips_only_action_units():
+    space = MotionSpace.builtin()
+    x = np.full((2, space.size), -0.7, np.float32)
+    x[1] = 1.6
+    y = space.clamp_intensities(x)
+    au = [space.index(a) for a in ACTION_UNITS]
+    other = [i for i in range(space.size) if i not in au]  # gaze and pose keep their values
+    np.testing.assert_array_equal(y[:, au], np.array([[0.0], [1.0]]) * np.ones((1, len(au))))
+    np.testing.assert_array_equal(y[:, other], x[:, other])
+    learned = MotionSpace.learned(4)
+    z = np.full((1, learned.size), -5.0, np.float32)
+    np.testing.assert_array_equal(learned.clamp_intensities(z), z)  # a learned code has no intensities

@@ -150,6 +150,17 @@ class MotionSpace:
         z_dyn, _ = self.split(x)
         return z_dyn @ jnp.asarray(self.mouth_weights, z_dyn.dtype)
 
+    def clamp_intensities(self, x: np.ndarray) -> np.ndarray:
+        """``x (..., D)`` with every "intensity" channel (the AUs) clipped to its range [0, 1]: an AU
+        intensity is never negative (FACS) and the head rig was fitted on [0, 1] only; a generator can
+        overshoot outside it (issue 21: -0.77 AU25 in digital silence). Other channels are kept."""
+        x = np.asarray(x)
+        self.check(x)
+        intensity = np.array([c.unit == "intensity" for c in self.dyn + self.pose])
+        if not intensity.any():
+            return x
+        return np.where(intensity, np.clip(x, self.low, self.high), x).astype(x.dtype)
+
     def pose_rotation(self, x: jnp.ndarray) -> jnp.ndarray:
         """Axis-angle head rotation ``(..., 3)`` in radians."""
         return self.split(x)[1][..., :3]

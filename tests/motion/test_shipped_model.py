@@ -41,7 +41,10 @@ def test_shipped_model_lip_syncs_a_new_sentence(gen):
     feats = np.resize(speech_features(other.audio, 25, gen.feature_encoder), (len(target), gen.config.feature_size))
     corr_mis = np.corrcoef(np.asarray(gen.space.mouth_open(generate(gen, feats, key=jax.random.key(0)))),
                            target)[0, 1]
-    assert corr > 0.6 and corr > corr_mis + 0.3, (corr, corr_mis)
+    # Bound: the shipped model reaches 0.58 here against the issue-21 targets (bilabials fully closed,
+    # a long silence in this clip), which the model before it (v2) reaches only 0.50; against the
+    # old targets v2 reached > 0.6.
+    assert corr > 0.55 and corr > corr_mis + 0.3, (corr, corr_mis)
     # no seam: frame-to-frame change across window borders comparable to that within windows
     z = (x - np.asarray(gen.motion_mean)) / np.asarray(gen.motion_std)
     step = np.linalg.norm(np.diff(z, axis=0), axis=-1)
@@ -67,3 +70,12 @@ def test_long_silence_gives_calm_motion(gen):
     d = gen.space.dyn_size
     step = np.linalg.norm(np.diff(x[:, d:d + 3], axis=0), axis=-1)  # head rotation per frame, rad
     assert step[quiet].mean() < 0.75 * step[talking].mean(), (step[quiet].mean(), step[talking].mean())
+
+
+def test_action_units_stay_in_their_range_in_digital_silence(gen):
+    """Issue 21: in 2 s of digital silence the shipped model's raw output put AU25 near -0.77 (an
+    intensity below zero that the head rig extrapolates); the sampler clamps intensities to [0, 1]."""
+    x = np.asarray(generate_from_audio(gen, np.zeros(32000, np.float32), key=jax.random.key(3)))
+    au = [i for i, c in enumerate(gen.space.dyn) if c.unit == "intensity"]
+    assert x[:, au].min() >= 0.0 and x[:, au].max() <= 1.0
+    assert np.asarray(gen.space.mouth_open(x)).max() < 0.1  # and the mouth rests

@@ -76,6 +76,18 @@ def test_bilabials_close_and_open_vowels_open():
     assert np.all((mouth >= 0) & (mouth <= 1))
 
 
+def test_every_bilabial_frame_is_closed(clip):
+    # Issue 21 §3: a 25 fps frame whose centre lies in a /p b m/ is fully closed (eq. 3), i.e. at the
+    # bilabial viseme: mouth opening 0.75 * 0.04 and the lip press AU24 = 0.55 (VISEMES["PBM"]).
+    centres = (np.arange(clip.num_frames) + 0.5) / FPS
+    bilabial = np.array([any(p.start <= t < p.end and synthetic.phoneme_symbols(p.name)[:1] in (("p",), ("b",), ("m",))
+                             for p in clip.phonemes) for t in centres])
+    assert bilabial.sum() >= 2
+    opening = np.asarray(SPACE.mouth_open(clip.motion))[bilabial]
+    np.testing.assert_allclose(opening, 0.75 * 0.04, atol=1e-6)
+    np.testing.assert_allclose(clip.motion[bilabial, SPACE.index("AU24")], 0.55, atol=1e-6)
+
+
 def test_rounded_vowels_pucker_and_spread_vowels_stretch():
     mouth = synthetic.mouth_track(_seq("_", "uː", "_", "iː", "_", duration=0.2), n_frames=25)
     u, i = mouth[30], mouth[70]  # centres of /uː/ and /iː/ on the 100 Hz grid

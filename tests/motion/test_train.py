@@ -80,3 +80,14 @@ def test_window_sampler_is_a_function_of_seed_and_step(tiny_clips):
     assert np.any(a.has_prev) and np.any(~a.has_prev)
     norm = normalize_batch(a, Stats.from_clips(tiny_clips))
     assert norm["motion"].dtype == np.float32 and norm["has_prev"].dtype == bool
+
+
+def test_fine_tuning_starts_from_the_given_generator(tiny_run, tiny_clips, tmp_path):
+    gen, _ = tiny_run  # a trained tiny generator
+    one = jax.devices()[:1]
+    cfg = TrainConfig(steps=1, batch_size=8, learning_rate=0.0, warmup_steps=1, log_every=1)
+    tuned, _ = train(tiny_clips, tmp_path / "ft", cfg, TINY, devices=one, progress=False, init_from=gen)
+    # learning rate 0: one step leaves the starting weights (and the starting statistics) as they were
+    for a, b in zip(jax.tree.leaves(jax.device_get(gen.params)), jax.tree.leaves(jax.device_get(tuned.params))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(tuned.motion_mean, gen.motion_mean)

@@ -21,9 +21,19 @@ corners partition the contour (no landmark counted twice in a mean, no corner la
 when arcs are told apart), and a path from corner to corner is written explicitly with its
 corners. ``tests/head/test_landmarks.py`` checks every ring against the mediapipe wheel's own
 connection lists. The eyes follow the same rule (corners apart from the lid arcs).
+
+Mouth measurement (issue 21 §4), per face, in units of the inter-ocular distance:
+
+    (1) gap = |p_13 - p_14| / |p_33 - p_263|
+
+p_13 / p_14 the upper / lower inner-lip midpoints, p_33 / p_263 the outer eye corners (x, y only: the
+image-plane distances, so that the ratio does not depend on the image size). A closed mouth reads
+~0.0-0.02, an open vowel ~0.1-0.3 (issue 21).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 # ---- face outline ----------------------------------------------------------------------------------
 # FACEMESH_FACE_OVAL as one closed loop, clockwise in the image from the forehead (10): subject's
@@ -61,3 +71,26 @@ MOUTH_OPENING = (13, 14)  # inner-lip midpoints, upper and lower: their distance
 # FACEMESH_LEFT_EYEBROW / _RIGHT_EYEBROW: a lower and an upper line, each from the inner to the outer end.
 BROW_L = ((285, 295, 282, 283, 276), (336, 296, 334, 293, 300))
 BROW_R = ((55, 65, 52, 53, 46), (107, 66, 105, 63, 70))
+
+
+def interocular_distance(landmarks) -> np.ndarray:
+    """|p_33 - p_263| in the image plane: ``(..., 468, 2|3) -> (...)`` (the landmarks' units)."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape[-2:-1] != (468,) or lm.shape[-1] not in (2, 3):
+        raise ValueError(f"landmarks have shape {lm.shape}; expected (..., 468, 2 or 3) MediaPipe face-mesh "
+                         "points (FaceAnalysis.landmarks)")
+    a, b = OUTER_CANTHI
+    return np.linalg.norm(lm[..., a, :2] - lm[..., b, :2], axis=-1)
+
+
+def inner_lip_gap(landmarks) -> np.ndarray:
+    """Eq. 1: the inner-lip gap over the inter-ocular distance, ``(..., 468, 2|3) -> (...)``.
+
+    NaN where the eye corners coincide (no face: ``FaceAnalysis.valid`` False gives zeros).
+    """
+    lm = np.asarray(landmarks, np.float64)
+    iod = interocular_distance(lm)
+    top, bottom = MOUTH_OPENING
+    gap = np.linalg.norm(lm[..., top, :2] - lm[..., bottom, :2], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(iod > 1e-6, gap / np.where(iod > 1e-6, iod, 1.0), np.nan)

@@ -220,7 +220,7 @@ class WindowChain:
         if n >= c.context:
             self.prev_motion, self.prev_audio = x[None, n - c.context:n], audio[:, n - c.context:n]
             self.has_prev = True
-        return np.asarray(x[:n] * gen.motion_std + gen.motion_mean)
+        return gen.space.clamp_intensities(np.asarray(x[:n] * gen.motion_std + gen.motion_mean))
 
 
 # ---- batch and streaming ----------------------------------------------------------------------

@@ -21,9 +21,13 @@ each 25 fps frame (frame i covers audio samples [640 i, 640 (i + 1))):
       segment s (one segment per IPA symbol; a diphthong's interval is split evenly between its parts);
   (2) co-articulated mouth channel:       m(t) = sum_s D_s(t) T_s / sum_s D_s(t), T_s the viseme target
       of segment s; alpha_s differs for the lip channels and the jaw (AU26);
-  (3) bilabial closure (lips must meet; Löfqvist & Gracco 1997, "JALI", Edwards et al. 2016):
-      AU25 <- (1 - w) AU25,  AU26 <- (1 - w) AU26 + w min(AU26, 0.06), w(t) a raised-cosine window over
-      each /p b m/;
+  (3) bilabial closure (lips must meet whatever the neighbours; Löfqvist & Gracco 1997, "JALI",
+      Edwards et al. 2016): every mouth channel m_c <- (1 - w) m_c + w T^PBM_c, w(t) = 1 over each
+      /p b m/ segment [a, b] widened by 15 ms on each side, so that every 25 fps frame whose
+      centre lies in the segment averages four fully closed grid points (they lie within 15 ms of
+      the frame's centre), with 30 ms raised-cosine ramps outside (a closed mouth in the head rig needs the PBM press, AU23/AU24, and
+      a nearly shut jaw: AU26 <= 0.06 and AU25 = 0 alone leave the template's lips 0.07 of the
+      eye-corner distance apart; issue 21 §3);
   (4) blinks: an inhomogeneous Poisson process with rate r (15-20 /min, Bentivoglio et al. 1997),
       raised in speech pauses, each blink closing fast and opening slower (~130-250 ms in all);
   (5) brows: AU01/AU02 raises on high pitch accents (Cavé et al. 1996; Granström & House 2005);
@@ -67,6 +71,9 @@ EMOTIONS = ("happy", "surprised", "sad")  # order of the per-clip emotion offset
 # espeak-ng voices for English (espeak-ng-data/lang/gmw) and voice variants (espeak-ng-data/voices/!v).
 VOICES = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan")
 VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+LONG_SILENCE_PROB = 0.25  # share of leading/trailing silences that are long (ours)
+LONG_SILENCE_S = (1.0, 3.0)  # s: a long silence covers at least half a 2 s motion window
+NOISE_FLOOR = (3e-5, 3e-3)  # noise std, log-uniform (-90 to -50 dB re full scale); 10 % of clips have none
 RATE_RANGE = (130, 210)  # words per minute; espeak-ng's default is 175
 PITCH_RANGE = (30, 70)  # espeak-ng pitch parameter, 0-100, default 50
 
@@ -190,6 +197,8 @@ SYMBOL_VISEME = {
 }
 _MODIFIERS = set("ːˑˈˌʰʲʷˠˤ̩̪̃ᵊʼ-")
 BILABIALS = frozenset("pbmɱʙ")
+CLOSURE_HOLD_S = 1.5 / GRID_HZ  # eq. 3: a frame's grid points lie within 15 ms of its centre
+CLOSURE_RAMP_S = 0.03  # eq. 3: raised-cosine ramp into and out of the closure (ours)
 
 
 def phoneme_symbols(name: str) -> tuple[str, ...]:
@@ -236,13 +245,11 @@ def mouth_track(phonemes: Sequence[Phoneme], n_frames: int) -> np.ndarray:
     closure = np.zeros_like(t)
     for s, a, b in segments:
         if s in BILABIALS:
-            # Raised cosine over the segment, flat at 1 over its central half.
-            u = np.clip((np.abs(t - (a + b) / 2) - (b - a) / 4) / max((b - a) / 4, 1e-3), 0, 1)
+            # Flat at 1 over the widened segment, raised-cosine ramps of CLOSURE_RAMP_S outside it.
+            u = np.clip((np.abs(t - (a + b) / 2) - (b - a) / 2 - CLOSURE_HOLD_S) / CLOSURE_RAMP_S, 0, 1)
             closure = np.maximum(closure, 0.5 + 0.5 * np.cos(np.pi * u))
-    lips = MOUTH_CHANNELS.index("AU25")
-    mouth[:, lips] *= 1 - closure
-    mouth[:, jaw] = (1 - closure) * mouth[:, jaw] + closure * np.minimum(mouth[:, jaw], 0.06)
-    return mouth
+    closed = np.asarray(VISEMES["PBM"].targets, np.float64)
+    return (1 - closure[:, None]) * mouth + closure[:, None] * closed
 
 
 # ---- prosody ----------------------------------------------------------------------------------
@@ -436,13 +443,17 @@ def make_clip(spec: ClipSpec) -> Clip:
     space = MotionSpace.builtin()
     rng = _rng(spec)
     speech, phonemes = synthesize(spec.text, spec.voice, spec.rate, spec.pitch)
-    # Leading/trailing silence, loudness and a faint noise floor vary per clip.
-    lead, tail = rng.uniform(0.1, 0.4, 2)
+    # Leading/trailing silence, loudness and the noise floor vary per clip. A quarter of the
+    # silences are long (whole windows of rest, as before and after real speech), and the floor
+    # ranges from digital silence to a noisy microphone (issue 21 §3: the model must rest in silence).
+    lead, tail = np.where(rng.random(2) < LONG_SILENCE_PROB, rng.uniform(*LONG_SILENCE_S, 2),
+                          rng.uniform(0.1, 0.4, 2))
+    floor = 0.0 if rng.random() < 0.1 else float(np.exp(rng.uniform(*np.log(NOISE_FLOOR))))
     n_lead = int(lead * SAMPLE_RATE)
     peak = max(float(np.abs(speech).max()), 1e-6)
     audio = np.concatenate([np.zeros(n_lead), speech / peak * rng.uniform(0.5, 0.95),
                             np.zeros(int(tail * SAMPLE_RATE))])
-    audio = np.clip(audio + rng.normal(0.0, 3e-4, len(audio)), -1, 1).astype(np.float32)
+    audio = np.clip(audio + rng.normal(0.0, floor, len(audio)), -1, 1).astype(np.float32)
     shift = n_lead / SAMPLE_RATE
     phonemes = _merge_pauses(
         [Phoneme("_", 0.0, shift)] + [Phoneme(p.name, p.start + shift, p.end + shift) for p in phonemes]

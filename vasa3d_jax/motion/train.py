@@ -163,8 +163,11 @@ def _init_replicated(model_cfg: DiTConfig, cfg: TrainConfig, mesh: jax.sharding.
 def train(clips: Sequence[Clip], workdir: str | pathlib.Path, cfg: TrainConfig, model_cfg: DiTConfig,
           *, space: MotionSpace | None = None, feature_encoder: str = "whisper",
           devices: Sequence[jax.Device] | None = None, stop_after: int | None = None,
-          progress: bool = True) -> tuple[MotionGenerator, TrainState]:
+          progress: bool = True, init_from: MotionGenerator | None = None) -> tuple[MotionGenerator, TrainState]:
     """Trains (or resumes training) in ``workdir``; returns the generator and the final state.
+
+    ``init_from`` (a generator of the same ``model_cfg``): fine-tune it, starting from its parameters and
+    keeping its normalisation statistics (its weights expect them), with a fresh optimiser state.
 
     ``stop_after`` ends this run after that many total steps (as a preemption would) without
     changing the schedule; rerunning resumes from the last checkpoint. Writes
@@ -197,6 +200,13 @@ def train(clips: Sequence[Clip], workdir: str | pathlib.Path, cfg: TrainConfig, 
         if restored is None:
             state, start = init_sharded(jax.random.key(cfg.seed)), 0
             stats = Stats.from_clips(clips)
+            if init_from is not None:
+                if init_from.config != model_cfg:
+                    raise ValueError(f"init_from's model {init_from.config} differs from model_cfg {model_cfg}; "
+                                     "fine-tune a generator of the same configuration")
+                params = jax.device_put(init_from.params, parallel.replicated(mesh))
+                state = dataclasses.replace(state, params=params)  # Adam moments start at zero anyway
+                stats = init_from.stats
         else:
             state, start = restored
             stats = Stats.from_dict(manager.metadata()["stats"])
