@@ -49,7 +49,7 @@ from vasa3d_jax.portrait import checks
 from vasa3d_jax.portrait.sampling import SamplingConfig, training_views
 from vasa3d_jax.render.types import Camera
 
-FORMAT_VERSION = 2  # bump when a stage's cached output changes meaning
+FORMAT_VERSION = 3  # bump when a stage's cached output changes meaning
 CROP_MARGIN = 0.12  # the training crop adds this share of the matte's box on every side (ours)
 BACKGROUND = (1.0, 1.0, 1.0)  # render and target background (the fit engine's default)
 # One photo: the LiteRT interpreter answers in seconds, where the Flax networks first compile for
@@ -315,8 +315,10 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     from vasa3d_jax.portrait.model import build_from_fit
 
     mf = found.motion_fit
+    landmarks = np.asarray(found.analysis.landmarks)[..., :2].reshape(-1, 2)[:468]
     model = build_from_fit(image, found.matte, latent=_photo_latent(mf), shape=mf.identity, camera=mf.camera(),
-                           head=template_head(), sample_spacing_px=preset.sample_spacing(image, found.matte))
+                           head=template_head(), landmarks=landmarks,
+                           sample_spacing_px=preset.sample_spacing(image, found.matte))
     matte = np.asarray(model.matte, np.float32)
     camera = model.camera
     box = head_box(model, CROP_MARGIN)
