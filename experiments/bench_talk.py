@@ -8,7 +8,7 @@ Command (from the repository root, venv active; ``--quick`` for one small case):
 Avatars: ``template`` (the built-in head, one Gaussian per triangle, ~5.8k live), ``dense``: the
 template head with ``--per_triangle`` (default 5, ~29k live) Gaussians per triangle and full-size
 residual networks (4 x 256, output layer zero as before fitting), and ``portrait``: a fitted
-portrait avatar file (``--portrait_avatar``, default ``out/demo/work/avatar.npz``, which ``make demo``
+portrait avatar file (``--portrait_avatar``, default ``out/demo/avatar.npz``, which ``make demo``
 writes; ~19k live Gaussians and the quick preset's small residual networks on the astronaut).
 Per case one JSON line, then one JSON object with all:
 
@@ -17,7 +17,7 @@ Per case one JSON line, then one JSON object with all:
   the process (compiled); ``realtime`` = fps_end_to_end / 25.
 * ``ms_per_frame``: each stage alone per frame (``features``, ``motion``, ``render`` = deform +
   render, batched, ``encode`` = H.264 of ready frames); their sum exceeds the end-to-end time per
-  frame when rendering and encoding overlap (``pipeline.in_background``).
+  frame when rendering and encoding overlap (``video.in_background``).
 * ``compile_s``: the first run's extra wall time over the second (compilation; the persistent cache
   ``$VASA3D_JAX_CACHE`` makes a second process's first run fast: run this twice to see it).
 * ``stream_first_frame_s``: from handing ``Talker.stream`` the first window's audio (W frames, in
@@ -46,16 +46,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vasa3d_jax import pipeline, runtime, video
+from vasa3d_jax import runtime, session, video
 from vasa3d_jax.avatar import gaussians as gs
 from vasa3d_jax.avatar.avatar import AvatarConfig, GaussianAvatar
 from vasa3d_jax.avatar.io import Avatar
-from vasa3d_jax.avatar.render import FrameRenderer
+from vasa3d_jax.avatar.render import FrameRenderer, RenderStats, render_motion
 from vasa3d_jax.avatar.template import (TEMPLATE_NORMAL_SCALE, TEMPLATE_OPACITY, TEMPLATE_PLANE_SCALE,
                                         skin_colors, template_avatar)
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion import generate, load_default_model
+from vasa3d_jax.motion.data import speech_feature_fn
 from vasa3d_jax.motion_space import MotionSpace
 
 
@@ -64,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
         avatars=("template", "portrait"), sizes=(256, 512), cameras=("front", "orbit"),
         seconds=6.0,  # speech length per run (150 frames at 25 fps)
         per_triangle=5,  # the dense avatar's Gaussians per triangle
-        portrait_avatar="out/demo/work/avatar.npz",  # a fitted portrait avatar (make demo writes this one)
+        portrait_avatar="out/demo/avatar.npz",  # a fitted portrait avatar (make demo writes this one)
         seed=0,
     ))
 
@@ -87,7 +88,7 @@ def portrait_avatar(path: str) -> Avatar:
     from vasa3d_jax.avatar.io import load_avatar
 
     if not pathlib.Path(path).is_file():
-        raise FileNotFoundError(f"no fitted avatar at {path}: run `make demo` (writes out/demo/work/avatar.npz) "
+        raise FileNotFoundError(f"no fitted avatar at {path}: run `make demo` (writes out/demo/avatar.npz) "
                                 "or `vasa3d fit --portrait PHOTO --out DIR` and pass --portrait_avatar DIR/avatar.npz")
     return load_avatar(path)
 
@@ -103,14 +104,14 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 def run_case(avatar: Avatar, name: str, size: int, camera: str, wav: np.ndarray, seed: int) -> dict:
     gen = load_default_model()
-    talker = pipeline.Talker(avatar, gen, size=size)
+    talker = session.Talker(avatar, gen, size=size)
     key = jax.random.key(seed)
     load0 = os.getloadavg()[0]
     out = pathlib.Path(tempfile.mkdtemp(prefix="bench_talk_"))
 
     def end_to_end():
         t0 = time.perf_counter()
-        summary = pipeline.save_speech(talker.speak(wav, camera, key=key), out)
+        summary = session.save_speech(talker.speak(wav, camera, key=key), out)
         return time.perf_counter() - t0, summary
 
     cold_s, _ = end_to_end()
@@ -119,13 +120,13 @@ def run_case(avatar: Avatar, name: str, size: int, camera: str, wav: np.ndarray,
 
     # ---- stages alone ------------------------------------------------------------------------
     t0 = time.perf_counter()
-    feats = talker.features(wav)
+    feats = speech_feature_fn(gen.feature_encoder)(wav)
     features_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     motion = generate(gen, feats, None, key, talker.sampler)
     motion_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    images = list(pipeline.render_motion(avatar, motion, camera, size))
+    images = list(render_motion(avatar, motion, camera, size))
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     video.write_mp4(out / "encode_only.mp4", images, fps=FPS, audio=wav)
@@ -143,7 +144,7 @@ def run_case(avatar: Avatar, name: str, size: int, camera: str, wav: np.ndarray,
 
     for _ in talker.stream(chunks(), camera, key=key):  # compiles the stream's feature shapes
         pass
-    stats = pipeline.RenderStats()
+    stats = RenderStats()
     first, t_end, n = None, None, 0
     for _ in talker.stream(chunks(), camera, key=key, stats=stats):
         n += 1

@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from vasa3d_jax.avatar.render import FrameRenderer, render_frames
-from vasa3d_jax.camera import CameraPath, camera_intrinsics
+from vasa3d_jax.camera import CameraPath, camera_intrinsics, project_points
 from vasa3d_jax.portrait import api, checks
 from vasa3d_jax.portrait import metrics as metrics_lib
 from vasa3d_jax.portrait import previews
@@ -98,12 +98,6 @@ def _faces(images: np.ndarray) -> list[np.ndarray | None]:
     return [lm if ok else None for lm, ok in zip(lms, valid)]
 
 
-def _project(points: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
-    h = np.c_[points, np.ones(len(points))] @ np.asarray(viewmat).T
-    uv = h[:, :3] @ np.asarray(K).T
-    return uv[:, :2] / uv[:, 2:3]
-
-
 def geometry(avatar, latent: np.ndarray) -> dict:
     """Detection rate and landmark error / inter-ocular distance on renders at AZIMUTHS."""
     import jax.numpy as jnp
@@ -114,7 +108,7 @@ def geometry(avatar, latent: np.ndarray) -> dict:
     K = np.asarray(camera_intrinsics(RENDER_SIZE))
     per_view = {}
     for az, lm in zip(AZIMUTHS, _faces(images)):
-        ref = _project(verts, CameraPath.static(az, 0.0).viewmat(0, 1), K)
+        ref = np.asarray(project_points(verts, CameraPath.static(az, 0.0).viewmat(0, 1), K)[0])
         per_view[f"{az:+.0f}"] = None if lm is None else round(
             float(np.mean(np.linalg.norm(lm - ref, axis=1)) / checks.interocular(ref)), 4)
     found = [v for v in per_view.values() if v is not None]

@@ -10,7 +10,7 @@ fitted on the training frames only and both held-out sets are scored (PSNR, SSIM
     python experiments/fit_selfcheck.py --preset full      # GPU: 512x512, the paper's losses
 
 Targets (issue 4): quick reaches held-out-motion PSNR >= 28 dB and novel-view PSNR >= 24 dB in
-<= 10 min on 2 CPU cores. The measured figures are in README.md ("Results", Fitting), the one
+<= 10 min on 2 CPU cores. The measured figures are in docs/RESULTS.md (Fitting), the one
 place that quotes them.
 The last line printed is JSON: {"preset", "steps", "wall_s", "heldout_motion": {"psnr", "ssim",
 "lpips"}, "novel_view": {...}, ...}. Work directory: ``--workdir`` (default /tmp/fit_selfcheck_<preset>);
@@ -33,13 +33,13 @@ from flax import traverse_util
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.avatar.render import render_frames
-from vasa3d_jax.camera import orbit_camera
+from vasa3d_jax.camera import intrinsics, look_at, orbit_camera
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import data as fit_data
 from vasa3d_jax.fit import losses, trainer
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import Camera, intrinsics, look_at
+from vasa3d_jax.render import Camera
 
 # Camera: the head (0.33 m tall with the neck) fills ~80% of the frame at this distance and focal.
 CAMERA_DISTANCE = 0.75  # metres from the head centre

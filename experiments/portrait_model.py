@@ -69,7 +69,7 @@ def run(name: str, out: str) -> dict:
     from vasa3d_jax.head import template_head
     from vasa3d_jax.motion_space import MotionSpace
     from vasa3d_jax.portrait import build_portrait_model, head_and_hair_matte, initial_avatar, synthesize_frames
-    from vasa3d_jax.render import Camera, render, required_capacity
+    from vasa3d_jax.render import Camera, capacity_for, render, required_capacity
     t = {}
     t0 = time.perf_counter()
     img = crop_to_face(load_photo(name), SIZE, CROP_SCALE)
@@ -100,7 +100,7 @@ def run(name: str, out: str) -> dict:
     t0 = time.perf_counter()
     av = initial_avatar(pm)
     (_, g), _ = av.model.apply(av.params, jnp.asarray(lat))
-    o = render(g, cam, jnp.ones(3), capacity=int(1.3 * required_capacity(g, cam)))
+    o = render(g, cam, jnp.ones(3), capacity=capacity_for(required_capacity(g, cam)))
     ar = np.asarray(o.rgb)
     t["avatar_s"] = time.perf_counter() - t0
     m = matte.head

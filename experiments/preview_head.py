@@ -33,10 +33,10 @@ from PIL import Image, ImageDraw
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.avatar.render import render_frames
-from vasa3d_jax.camera import CameraPath
+from vasa3d_jax.camera import intrinsics, sphere_viewmat
 from vasa3d_jax.head import template_head
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import Camera, intrinsics
+from vasa3d_jax.render import Camera
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -61,13 +61,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.fps = 25
     c.chunk = 8  # frames rendered per call
     return c
-
-
-def orbit_camera(cfg, azimuth_deg: float) -> np.ndarray:
-    """World->camera 4x4 of the turntable camera at ``azimuth_deg`` (camera.CameraPath, eq. 1)."""
-    path = CameraPath("static", azimuth=float(azimuth_deg), elevation=cfg.elevation_deg, distance=cfg.distance,
-                      pivot=tuple(cfg.target))
-    return path.viewmat(0, None)
 
 
 def sweep_latents(space: MotionSpace, ramp_frames: int) -> tuple[np.ndarray, list[str]]:
@@ -142,14 +135,14 @@ def main(cfg: ml_collections.ConfigDict) -> pathlib.Path:
 
     t0 = time.time()
     azimuths = np.linspace(0.0, 360.0, cfg.turntable_frames, endpoint=False)
-    views = np.stack([orbit_camera(cfg, a) for a in azimuths])
+    views = np.stack([sphere_viewmat(a, cfg.elevation_deg, cfg.distance, tuple(cfg.target)) for a in azimuths])
     turn = [to_uint8(r) for r in frames(np.repeat(np.asarray(space.neutral(1)), len(views), 0), views)]
     write_mp4(out / "turntable.mp4", turn, cfg.fps)
     print(f"turntable: {len(turn)} frames in {time.time() - t0:.0f} s")
 
     t0 = time.time()
     xs, labels = sweep_latents(space, cfg.ramp_frames)
-    three_quarter = orbit_camera(cfg, 25.0)
+    three_quarter = sphere_viewmat(25.0, cfg.elevation_deg, cfg.distance, tuple(cfg.target))
     sweep = [to_uint8(r) for r in frames(xs, np.repeat(three_quarter[None], len(xs), 0))]
     peak = cfg.ramp_frames // 2  # sin(pi / 2) = 1 for an odd ramp
     write_mp4(out / "expressions.mp4",

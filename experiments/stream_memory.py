@@ -5,7 +5,7 @@ Command (from the repository root, venv active):
     python experiments/stream_memory.py                     # --minutes 1 10 --size 64
 
 For each length, a fresh process streams that many minutes of speech-like audio (0.5 s chunks, as
-from a microphone) through ``pipeline.record_stream`` (features, motion, rendering, MP4 with sound)
+from a microphone) through ``session.record_stream`` (features, motion, rendering, MP4 with sound)
 with the shipped motion model and the template head, and reports its peak resident memory
 (``ru_maxrss``), frames and wall time. Memory must not grow with the length: the stream keeps
 one window of audio plus ``left_context_s``, one block of motion and a bounded frame queue. Prints
@@ -29,14 +29,14 @@ import numpy as np
 def one_run(minutes: float, size: int, chunk_s: float) -> dict:
     import jax
 
-    from vasa3d_jax import pipeline, runtime
+    from vasa3d_jax import runtime, session
     from vasa3d_jax.constants import SAMPLE_RATE
 
     runtime.keep_freed_memory()
     cache = os.environ.get("VASA3D_JAX_CACHE")
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
-    talker = pipeline.Talker.default(size=size)
+    talker = session.Talker.default(size=size)
     n = int(minutes * 60 * SAMPLE_RATE)
     step = int(chunk_s * SAMPLE_RATE)
 
@@ -50,7 +50,7 @@ def one_run(minutes: float, size: int, chunk_s: float) -> dict:
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        summary = pipeline.record_stream(talker, chunks(), os.path.join(tmp, "long.mp4"))
+        summary = session.record_stream(talker, chunks(), os.path.join(tmp, "long.mp4"))
     return dict(minutes=minutes, size=size, frames=summary["frames"], wall_s=round(time.perf_counter() - t0, 1),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 load_avg=round(os.getloadavg()[0], 2))

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipeline import SIZE, tiny_generator
+from test_session import SIZE, tiny_generator
 
 from vasa3d_jax import cli, demo
 from vasa3d_jax.avatar.io import save_avatar

@@ -13,7 +13,7 @@ def test_builtin_layout():
     assert space.index("rot_x") == space.dyn_size
     x = jnp.arange(3 * space.size, dtype=jnp.float32).reshape(3, space.size)
     z_dyn, z_pose = space.split(x)
-    np.testing.assert_array_equal(space.join(z_dyn, z_pose), x)
+    np.testing.assert_array_equal(space.join(z_dyn, z_pose), x)  # bitwise: split/join and the readouts are slicing
     np.testing.assert_array_equal(space.pose_translation(x), x[:, -3:])
     assert np.all(space.low < space.high)
 

@@ -31,3 +31,30 @@ def test_freed_blocks_stay_in_the_heap():
     assert libc.mallinfo2().hblkhd < size  # served from the heap, not a separate mmap
     libc.free(block)
     assert libc.mallinfo2().fordblks >= size  # kept for reuse
+
+
+def test_map_guard_drops_compiled_programs_near_the_limit(monkeypatch):
+    """``bound_memory_maps`` (installed by importing vasa3d_jax): before a compilation, a process
+    over its threshold of memory mappings drops JAX's cached executables (their code is unmapped)."""
+    import jax
+
+    assert runtime.bound_memory_maps() and runtime._guard is not None
+    f = jax.jit(lambda x: x + 1.0)
+    f(1.0)
+    assert f._cache_size() == 1
+    monkeypatch.setattr(runtime._guard, "threshold", 0)  # as if the table were nearly full
+    monkeypatch.setattr(runtime._guard, "floor", 0)
+    monkeypatch.setattr(runtime._guard, "step", 0)
+    clears = runtime._guard.clears
+    jax.jit(lambda x: x * 3.0)(1.0)  # a new program: the guard runs before it compiles
+    assert runtime._guard.clears == clears + 1 and f._cache_size() == 0
+    # Still over the threshold, but few new mappings since: the next compilations clear nothing.
+    monkeypatch.setattr(runtime._guard, "step", 10 ** 6)
+    assert float(f(1.0)) == 2.0  # f compiles again when used again
+    jax.jit(lambda x: x * 5.0)(1.0)
+    assert runtime._guard.clears == clears + 1 and f._cache_size() == 1
+
+
+def test_map_guard_fraction_is_checked():
+    with pytest.raises(ValueError, match="fraction"):
+        runtime.bound_memory_maps(1.5)

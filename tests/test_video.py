@@ -24,7 +24,7 @@ def test_contact_sheet_and_png(tmp_path):
     frames = np.random.default_rng(0).random((5, 8, 6, 3)).astype(np.float32)
     sheet = video.contact_sheet(frames, columns=3, pad=1)
     assert sheet.shape == (2 * 9 + 1, 3 * 7 + 1, 3)
-    np.testing.assert_array_equal(sheet[1:9, 8:14], frames[1])
+    np.testing.assert_array_equal(sheet[1:9, 8:14], frames[1])  # bitwise: the contact sheet copies pixels
     png = np.asarray(Image.open(video.save_png(tmp_path / "s.png", sheet)))
     np.testing.assert_allclose(png / 255, sheet, atol=0.5 / 255 + 1e-6)
 

@@ -1,9 +1,20 @@
-"""Cameras in the head frame: paths for talking-head video, orbit and mirrored views for fitting,
-camera centres, the scene extent, and a camera estimated from a photograph.
+"""Every camera of the code base: building one (look-at, intrinsics, a crop's intrinsics, a pose),
+projecting points, paths for talking-head video, orbit and mirrored views for fitting, camera
+centres, the scene extent, and a camera estimated from a photograph. No other module builds a K or
+a viewmat (the renderer only consumes them; ``render.projection`` holds the camera centre because
+the renderer needs it and may not import this module, which sits above it).
 
 Head frame (docs/DESIGN.md): metres, y up, z out of the face. Cameras are ``render.Camera``:
 world->camera ``viewmat`` in OpenCV axes (x right, y down, z forward) and intrinsics K in pixels
 (pixel centres at +0.5).
+
+**Building blocks.** For a camera at e looking at a target p with world up u:
+
+    (L) z = (p - e)/|p - e|,  x = (-u) x z / |.|,  y = z x x,   viewmat = [R, -R e; 0, 1], R = [x; y; z]
+    (K) K = [[f_x, 0, c_x], [0, f_y, c_y], [0, 0, 1]]         (c = (W/2, H/2) is the image centre)
+    (C) K_crop = A K,  A = [[s, 0, -s x_0], [0, s, -s y_0], [0, 0, 1]],  s = size / side
+        for the square crop (x_0, y_0, side) of an image resized to size x size pixels
+    (P) X_c = R X + t,  u = f_x X_c/Z_c + c_x,  v = f_y Y_c/Z_c + c_y       (points to pixels)
 
 **Camera paths** look at the head's pivot p from distance d:
 
@@ -49,7 +60,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.render import Camera, intrinsics, look_at
+from vasa3d_jax.render.projection import camera_center  # eq. 5; the renderer's own (see above)
+from vasa3d_jax.render.types import Camera
 
 # Head pivot (m): the template head spans y in [-0.215, 0.114] (neck base to crown) and z in
 # [-0.095, 0.12]; aiming 3 cm below the head centre frames face and neck together.
@@ -61,6 +73,66 @@ EXTENT_FACTOR = 1.1  # 3DGS getNerfppNorm: 1.1 x the largest camera distance
 
 CameraSpec = str | tuple[float, float]
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"  # a decimal number, as float() reads it
+
+
+# ---- building blocks ----------------------------------------------------------------------------
+def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> jax.Array:
+    """Eq. L: world->camera 4x4 (OpenCV: x right, y down, z forward) for a camera at ``eye`` facing
+    ``target``; ``up`` is the world direction that appears upward in the image (default +y)."""
+    eye, target, up = (jnp.asarray(v, jnp.float32) for v in (eye, target, up))
+    z = target - eye
+    z = z / jnp.linalg.norm(z)
+    x = jnp.cross(-up, z)  # x = y cross z with image y = -up (y points down in OpenCV)
+    x = x / jnp.linalg.norm(x)
+    y = jnp.cross(z, x)
+    rot = jnp.stack([x, y, z])
+    return jnp.eye(4, dtype=jnp.float32).at[:3, :3].set(rot).at[:3, 3].set(-rot @ eye)
+
+
+def intrinsics(fx: float, fy: float, cx: float, cy: float) -> jax.Array:
+    """Eq. K: 3x3 pinhole intrinsics in pixels (pixel centres at +0.5, so cx = W / 2 is the image centre)."""
+    return jnp.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], jnp.float32)
+
+
+def crop_intrinsics(K: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """Eq. C: K of the square crop ``box = (x0, y0, side)`` (pixels) resized to ``size`` pixels."""
+    x0, y0, side = box
+    s = size / side
+    A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]], np.float64)
+    return (A @ np.asarray(K, np.float64)).astype(np.float32)
+
+
+def pose_viewmat(R, t) -> np.ndarray:
+    """World->camera ``[R, t; 0, 1]`` (..., 4, 4) float32 from rotations ``R (..., 3, 3)`` and
+    translations ``t (..., 3)`` (leading dimensions broadcast)."""
+    R, t = np.asarray(R, np.float64), np.asarray(t, np.float64)
+    lead = np.broadcast_shapes(R.shape[:-2], t.shape[:-1])
+    view = np.zeros(lead + (4, 4), np.float64)
+    view[..., :3, :3] = R
+    view[..., :3, 3] = t
+    view[..., 3, 3] = 1.0
+    return view.astype(np.float32)
+
+
+def project_points(points, viewmat, K) -> tuple[jax.Array, jax.Array]:
+    """Eq. P: world points ``(..., N, 3)`` -> (pixels ``(..., N, 2)``, centres at +0.5; camera depth
+    ``(..., N)``, metres) through one camera (``viewmat (4, 4)``, ``K (3, 3)``). Depths below 1e-6 m
+    divide by 1e-6 (points behind the camera get finite, meaningless pixels: check the depth)."""
+    points, viewmat, K = (jnp.asarray(a) for a in (points, viewmat, K))
+    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[..., 2]
+    xy = cam[..., :2] / jnp.maximum(z, 1e-6)[..., None] * jnp.stack([K[0, 0], K[1, 1]]) + K[:2, 2]
+    return xy, z
+
+
+def sphere_viewmat(azimuth_deg: float, elevation_deg: float, distance: float = DISTANCE,
+                   pivot=PIVOT) -> np.ndarray:
+    """Eq. 1: world->camera 4x4 of a camera ``distance`` metres from ``pivot`` at (azimuth, elevation)
+    degrees (azimuth 0 faces the face, positive towards the head's +x), looking at the pivot."""
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    d = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
+    pivot = np.asarray(pivot, np.float64)
+    return np.asarray(look_at(pivot + distance * d, pivot))
 
 
 # ---- camera paths ---------------------------------------------------------------------------------
@@ -113,10 +185,7 @@ class CameraPath:
 
     def viewmat(self, t: int, total: int | None) -> np.ndarray:
         """World->camera 4x4 of frame ``t`` (eq. 1)."""
-        az, el = map(math.radians, self.angles(t, total))
-        d = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
-        pivot = np.asarray(self.pivot)
-        return np.asarray(look_at(pivot + self.distance * d, pivot))
+        return sphere_viewmat(*self.angles(t, total), self.distance, self.pivot)
 
     def cameras(self, frames: Iterable[int], size: int, total: int | None) -> Camera:
         """A batched ``Camera`` (n, 4, 4) for the given frame indices at ``size`` x ``size`` pixels."""
@@ -164,16 +233,10 @@ def mirror_camera(camera: Camera) -> Camera:
 
 
 # ---- centres and extent ----------------------------------------------------------------------------
-def camera_center(viewmat) -> np.ndarray:
-    """Eq. 5: world positions (..., 3) of the cameras ``viewmat (..., 4, 4)`` (world->camera)."""
-    v = np.asarray(viewmat, np.float64)
-    return -np.einsum("...ji,...j->...i", v[..., :3, :3], v[..., :3, 3])
-
-
 def scene_extent(viewmats, center=None, factor: float = EXTENT_FACTOR) -> float:
     """Eq. 6: ``factor`` x the largest distance of a camera centre from ``center`` (3,) (default:
     the cameras' mean centre, 3DGS's ``getNerfppNorm``)."""
-    centres = camera_center(viewmats).reshape(-1, 3)
+    centres = np.asarray(camera_center(jnp.asarray(viewmats, jnp.float32)), np.float64).reshape(-1, 3)
     origin = centres.mean(0) if center is None else np.asarray(center, np.float64)
     extent = float(factor * np.max(np.linalg.norm(centres - origin, axis=-1)))
     if extent <= 0:
@@ -199,10 +262,7 @@ def camera_from_estimate(K, R, t, width: int, height: int) -> Camera:
                          "orthonormalise the estimate (e.g. with an SVD) first")
     if np.any(K[..., 0, 0] <= 0) or np.any(K[..., 1, 1] <= 0):
         raise ValueError(f"K needs positive focal lengths in pixels; got fx={K[..., 0, 0]}, fy={K[..., 1, 1]}")
-    lead = np.broadcast_shapes(K.shape[:-2], R.shape[:-2], t.shape[:-1])
-    view = np.zeros(lead + (4, 4), np.float64)
-    view[..., :3, :3] = R
-    view[..., :3, 3] = t
-    view[..., 3, 3] = 1.0
-    return Camera(viewmat=jnp.asarray(view, jnp.float32),
+    view = pose_viewmat(R, t)
+    lead = view.shape[:-2]
+    return Camera(viewmat=jnp.asarray(view),
                   K=jnp.asarray(np.broadcast_to(K, lead + (3, 3)), jnp.float32), width=width, height=height)

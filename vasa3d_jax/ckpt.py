@@ -5,6 +5,11 @@ file, so moving to Orbax V1 later touches only here (style-anchors.md §3.3, §4
 one pytree of arrays (the train state: params, optimiser state, step, ...) and, optionally, a small
 JSON dict (config, data statistics) under two Orbax items, ``state`` and ``meta``.
 
+Across processes (``parallel.initialize_distributed``) every process makes the same calls on one
+shared directory: Orbax's manager synchronises them, each process writes the shards it owns (a
+replicated array once, by its first replica) and process 0 the metadata and the commit marker
+(checked with 2 processes x 2 CPU devices, tests/fit/test_distributed.py).
+
 Usage, the pattern every trainer follows::
 
     with Checkpointer(workdir / "ckpt", max_to_keep=2) as ckpt, PreemptionGuard() as guard:

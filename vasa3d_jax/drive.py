@@ -10,7 +10,7 @@ VASA-3D drives its head by video through VASA-1's motion encoder; here the motio
     (2) x(t) = (1 - a) x_floor(t r) + a x_ceil(t r),  a = frac(t r),   t = i / 25 s      resampled to 25 fps
 
 (linear interpolation of the latents; rotations are small axis-angles, for which it is close to
-slerp), then rendered like speech-driven motion (``pipeline.render_motion``). The sound track is
+slerp), then rendered like speech-driven motion (``avatar.render.render_motion``). The sound track is
 the clip's own (16 kHz mono AAC; none when the clip has no audio stream). ``side_by_side`` puts
 the driving frame (centre square crop, nearest frame in time) to the left of each rendered one.
 
@@ -112,7 +112,8 @@ def drive(avatar: Avatar, video_path: str | os.PathLike, out_dir: str | os.PathL
     """Writes ``out_dir/video_name`` (the avatar performing the clip's motion, with its sound;
     ``side_by_side``: the driving video on the left), ``motion.npy`` (25 fps latents) and
     ``contact_sheet.png``; returns a summary."""
-    from vasa3d_jax import pipeline
+    from vasa3d_jax import video
+    from vasa3d_jax.avatar.render import RenderStats, render_motion
 
     path = CameraPath.parse(camera_path)  # a bad camera fails before any work
     frames, rate = read_video(video_path)
@@ -121,8 +122,8 @@ def drive(avatar: Avatar, video_path: str | os.PathLike, out_dir: str | os.PathL
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "motion.npy", motion)
-    stats = pipeline.RenderStats()
-    rendered = pipeline.render_motion(avatar, motion, path, size, stats=stats)
+    stats = RenderStats()
+    rendered = render_motion(avatar, motion, path, size, stats=stats)
 
     def composed():
         for i, image in enumerate(rendered):
@@ -131,10 +132,7 @@ def drive(avatar: Avatar, video_path: str | os.PathLike, out_dir: str | os.PathL
                 image = np.concatenate([square(src, size), image], axis=1)
             yield image
 
-    speech = pipeline.Speech(motion=motion, frames=composed(), audio=audio, fps=FPS, stats=stats)
-    summary = pipeline.save_speech(speech, out, video_name)
-    if audio is None:
-        summary["audio_s"] = 0.0
-    return {**summary, "video_frames": len(frames), "video_fps": round(rate, 3),
+    summary = video.write_video_folder(out, composed(), motion, audio=audio, fps=FPS, video_name=video_name)
+    return {**summary, **stats.summary(), "video_frames": len(frames), "video_fps": round(rate, 3),
             "face_frames": int(np.sum(fit.valid)),
             "landmark_error": round(float(np.mean(fit.relative_error()[fit.valid])), 4)}

@@ -7,6 +7,10 @@
         (axis-angle -> rotation matrix; below θ² = 1e-6 the two ratios use their 2nd-order Taylor
         expansions, whose truncation error < θ^4/120 ≈ 1e-14 is far below float32 eps, so the
         function is smooth and differentiable at v = 0)
+    (4) rotmat_to_quat(R): Shepperd's method (S. W. Shepperd, "Quaternion from rotation matrix",
+        J. Guidance and Control 1(3), 1978): of 4w², 4x², 4y², 4z² (each from R's diagonal) the
+        largest picks the best-conditioned row of 4 q_i q, which is normalised (stable for all
+        angles); sign chosen so that w >= 0
 """
 
 from __future__ import annotations
@@ -51,3 +55,25 @@ def rodrigues(axis_angle: jax.Array) -> jax.Array:
     k = jnp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(axis_angle.shape + (3,))
     eye = jnp.eye(3, dtype=axis_angle.dtype)
     return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+
+
+def rotmat_to_quat(r: jax.Array) -> jax.Array:
+    """Eq. 4: ``(..., 3, 3)`` rotation matrix -> unit wxyz quaternion ``(..., 4)`` with w >= 0 (Shepperd)."""
+    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
+    trace = m00 + m11 + m22
+    # 4 w^2, 4 x^2, 4 y^2, 4 z^2 (each from the diagonal); the largest gives the best-conditioned row.
+    sq = jnp.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    # Row i holds 4 * q_i * q for the i-th choice of pivot (standard Shepperd identities).
+    r21, r12 = r[..., 2, 1], r[..., 1, 2]
+    r02, r20 = r[..., 0, 2], r[..., 2, 0]
+    r10, r01 = r[..., 1, 0], r[..., 0, 1]
+    cand = jnp.stack([
+        jnp.stack([sq[..., 0], r21 - r12, r02 - r20, r10 - r01], -1),
+        jnp.stack([r21 - r12, sq[..., 1], r01 + r10, r02 + r20], -1),
+        jnp.stack([r02 - r20, r01 + r10, sq[..., 2], r12 + r21], -1),
+        jnp.stack([r10 - r01, r02 + r20, r12 + r21, sq[..., 3]], -1),
+    ], axis=-2)
+    pivot = jnp.argmax(sq, axis=-1)
+    q = jnp.take_along_axis(cand, pivot[..., None, None], axis=-2)[..., 0, :]
+    q = normalize(q)
+    return jnp.where(q[..., :1] < 0, -q, q)

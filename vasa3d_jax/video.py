@@ -1,5 +1,6 @@
 """Writing what a person would rather look at: MP4 videos (optionally with a sound track), PNG images
-and contact sheets. Frames are float images in [0, 1], (T, H, W, 3), as everywhere in vasa3d-jax.
+and contact sheets, and a rendered clip's folder (video with sound, contact sheet, motion). Frames
+are float images in [0, 1], (T, H, W, 3), as everywhere in vasa3d-jax.
 
 MP4 encoding uses PyAV, whose wheel bundles ffmpeg's libraries (no system ffmpeg needed).
 """
@@ -7,16 +8,20 @@ MP4 encoding uses PyAV, whose wheel bundles ffmpeg's libraries (no system ffmpeg
 from __future__ import annotations
 
 import math
+import os
 import pathlib
+import queue
+import threading
 from fractions import Fraction
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
-__all__ = ["to_uint8", "save_png", "contact_sheet", "write_mp4", "Mp4Writer"]
+__all__ = ["to_uint8", "save_png", "contact_sheet", "write_mp4", "Mp4Writer", "in_background",
+           "write_video_folder"]
 
 
 def to_uint8(image) -> np.ndarray:
@@ -147,3 +152,77 @@ def write_mp4(path, frames: Iterable, fps: float = FPS, audio: np.ndarray | None
         if audio is not None:
             mp4.write_audio(audio)
     return mp4.path
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def in_background(items: Iterable, depth: int = 16) -> Iterator:
+    """The items of ``items``, produced by a worker thread up to ``depth`` ahead of the consumer, so
+    producing (rendering: XLA releases the GIL) overlaps with consuming (encoding). An exception in
+    the producer is raised in the consumer; closing the consumer early stops the producer."""
+    done = object()
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as err:  # handed to the consumer, which raises it
+            put(_Raised(err))
+
+    worker = threading.Thread(target=work, name="vasa3d-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def write_video_folder(out_dir: str | os.PathLike, frames: Iterable, motion: np.ndarray, *,
+                     audio: np.ndarray | None = None, fps: float = FPS, sample_rate: int = SAMPLE_RATE,
+                     video_name: str = "talking.mp4", sheet_frames: int = 12) -> dict:
+    """Renders ``frames`` (one per row of ``motion (T, D)``) into ``out_dir/video_name`` (H.264, with
+    ``audio`` as AAC when given), writes ``contact_sheet.png`` (``sheet_frames`` evenly spaced frames)
+    and ``motion.npy``; returns the paths and the sound's length in seconds.
+
+    The frames are produced in a worker thread while this one encodes (``in_background``: XLA and
+    x264 both release the GIL)."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(motion)
+    picks = set(np.linspace(0, total - 1, min(sheet_frames, total)).round().astype(int).tolist())
+    sheet: list[np.ndarray] = []
+
+    def keep(items):
+        for t, image in enumerate(items):
+            if t in picks:
+                sheet.append(image)
+            yield image
+
+    mp4 = write_mp4(out / video_name, keep(in_background(frames)), fps=fps, audio=audio, sample_rate=sample_rate)
+    png = save_png(out / "contact_sheet.png", contact_sheet(np.stack(sheet)))
+    np.save(out / "motion.npy", motion)
+    return {"folder": str(out), "video": str(mp4), "contact_sheet": str(png), "motion": str(out / "motion.npy"),
+            "audio_s": round(audio.shape[0] / sample_rate, 3) if audio is not None else 0.0}

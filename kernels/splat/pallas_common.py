@@ -32,12 +32,11 @@ from typing import Any, Callable, Literal
 import jax
 import jax.numpy as jnp
 
-from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA, TRANSMITTANCE_THRESHOLD
 
 Backend = Literal["mosaic_gpu", "triton"]
 BACKENDS: tuple[str, ...] = ("mosaic_gpu", "triton")
 
-TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3: stop when T_next <= 1e-4, that Gaussian excluded
 # Per-pixel counts ride in float32 registers (Mosaic GPU loses integer signedness through loop
 # carries), exact for integers up to 2^24.
 MAX_LIST_LENGTH = 2**24

@@ -1,8 +1,8 @@
 """Tile compositing of splatted Gaussians, forward and hand-written backward, in pure JAX.
 
 This is the fast XLA path of the compositing stage (the default on every platform; tuned schedule:
-windows of tiles, rounds of entries). Its obviously correct reference is ``reference.py`` (the dense
-renderer: every Gaussian at every pixel). The Pallas kernels
+windows of tiles, rounds of entries). Its obviously correct reference is ``reference.py`` (dense
+compositing: every Gaussian at every pixel). The Pallas kernels
 (``pallas_fwd.py`` / ``pallas_bwd.py``) implement the same contract:
 
     rasterize_fwd_xla(means2d, conics, opacities, colors, background, isect_gids, tile_offsets,
@@ -86,10 +86,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA
+from vasa3d_jax.constants import ALPHA_THRESHOLD, MAX_ALPHA, TRANSMITTANCE_THRESHOLD
 from vasa3d_jax.kernels.splat.config import SplatConfig
 
-TRANSMITTANCE_THRESHOLD = 1e-4  # gsplat 1.5.3: stop once T would fall to this or below
 
 
 def check_inputs(means2d, conics, opacities, colors, background, isect_gids, tile_offsets, *, width, height, tile_size):

@@ -64,9 +64,11 @@ def test_reads_what_ctranslate2_writes(tmp_path, quantization, dtype):
         assert got.shape == value.shape, name
         if value.dtype.kind == "f":
             assert got.dtype == dtype, name
+            # bitwise: a round trip (write -> read) is the contract
             np.testing.assert_array_equal(got, value.astype(dtype), err_msg=name)
         else:
             assert got.dtype == value.dtype, name
+            # bitwise: a round trip (write -> read) is the contract
             np.testing.assert_array_equal(got, value, err_msg=name)
     assert model["b/weight"] is model["a/weight"]
     assert "b/weight" in model and "nope" not in model

@@ -114,6 +114,7 @@ def test_registry(monkeypatch):
     wav[8000:8800] = 0.5  # DC on [0.50, 0.55) s: 20 ms of motion frame 12 [0.48, 0.52), 30 ms of frame 13
     by_name = speech_features(wav, encoder="rms")
     by_instance = speech_features(wav, encoder=_RmsEncoder())
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(by_name, by_instance)
     expected = np.zeros(25)
     expected[12], expected[13] = 0.25, 0.375

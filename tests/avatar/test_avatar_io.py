@@ -54,12 +54,15 @@ def test_avatar_roundtrips_with_its_head(which, request, tmp_path):
     loaded = load_avatar(save_avatar(avatar, tmp_path / which))
     assert loaded.head.kind == avatar.head.kind and head_hash(loaded.head) == head_hash(avatar.head)
     for a, b in zip(jax.tree.leaves(avatar.head), jax.tree.leaves(loaded.head)):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert loaded.config == avatar.config and loaded.space == avatar.space
     for a, b in zip(jax.tree.leaves(avatar.params), jax.tree.leaves(loaded.params)):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     image = _image(avatar)
     assert np.mean(np.any(image < 0.95, axis=-1)) > 0.02  # the head is in view
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(_image(loaded), image)
 
 
@@ -88,7 +91,7 @@ def test_old_damaged_and_missing_files_are_explained(modified, tmp_path):
 
 @pytest.mark.parametrize("which", ["modified", "flame"])
 def test_speak_with_an_avatar_file(which, request, tmp_path, monkeypatch, capsys):
-    from test_pipeline import tiny_generator
+    from test_session import tiny_generator
 
     import vasa3d_jax.motion as motion
 

@@ -9,7 +9,6 @@ import pytest
 from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.avatar import densify as dns
 from vasa3d_jax.avatar import gaussians as gs
-from vasa3d_jax.render import look_at
 
 BUCKET = gs.DEFAULT_BUCKET
 
@@ -86,7 +85,7 @@ def test_densify_and_prune_keeps_bindings_and_capacity(setup):
     np.testing.assert_allclose(g2.log_scales[child2], log_scales[1] - np.log(1.6), rtol=1e-6)
     assert not np.allclose(g2.means_local[1], g2.means_local[child2])
     # The clone of 0 is an exact copy.
-    np.testing.assert_array_equal(g2.means_local[new[1]], g.means_local[0])
+    np.testing.assert_array_equal(g2.means_local[new[1]], g.means_local[0])  # bitwise: a clone copies its parent
     np.testing.assert_array_equal(g2.colors[new[1]], g.colors[0])
     changed = np.asarray(rep.changed)
     assert changed[[1, nf, nf + 1, nf + 2]].all() and changed.sum() == 4

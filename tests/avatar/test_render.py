@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, region_colors
-from vasa3d_jax.render import Camera, intrinsics, look_at, render
+from vasa3d_jax.camera import intrinsics, look_at
+from vasa3d_jax.render import Camera, render
 
 W = H = 96
 FOCAL = 180.0  # px: the 0.33 m tall head at 0.8 m spans ~75 px

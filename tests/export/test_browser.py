@@ -1,7 +1,7 @@
 """The exported player in headless Chromium (software WebGL 2: SwiftShader): it renders the head, its
 frame k from the front camera matches our renderer's frame k, the mouth moves, no console errors.
 
-Skipped only when no Chromium is installed (``make setup`` installs the Debian package, so CI runs it).
+Skipped only when no Chromium is installed (``make setup-web`` installs the Debian package, so CI runs it).
 Set VASA3D_TEST_ARTIFACTS=DIR to keep the screenshots.
 """
 
@@ -21,7 +21,7 @@ from vasa3d_jax.export.serve import serve
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(find_chromium() is None,
-                                 reason="no Chromium on PATH (install the Debian package `chromium`: make setup)")]
+                                 reason="no Chromium on PATH (install the Debian package `chromium`: make setup-web)")]
 
 SIZE = 256
 PSNR_MIN_DB = 25.0  # issue 17's goal; the player follows gsplat's maths, so it reaches far more
@@ -72,7 +72,7 @@ def mouth_box(avatar, motion, k: int) -> tuple[slice, slice]:
     import jax.numpy as jnp
 
     from vasa3d_jax.export.web import BAKE_CHUNK, apply_frames
-    from vasa3d_jax.avatar.template import LIP_OUTER_CORNERS
+    from vasa3d_jax.head.landmarks import LIP_OUTER_CORNERS
     from vasa3d_jax.camera import CameraPath, camera_intrinsics
 
     pad = np.concatenate([motion, np.repeat(motion[-1:], BAKE_CHUNK - len(motion), 0)])

@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vasa3d_jax.camera import intrinsics, look_at
 from vasa3d_jax.export import avatar_gaussians, export_ply, read_ply, write_ply
 from vasa3d_jax.export.ply import SH_C0
-from vasa3d_jax.render import Camera, intrinsics, look_at, render
+from vasa3d_jax.render import Camera, render
 from vasa3d_jax.render.types import Gaussians
 
 
@@ -65,10 +66,11 @@ def test_sh_gaussians_round_trip_exactly(tmp_path):
                   colors=rng.normal(size=(n, 4, 3)).astype(np.float32))  # SH degree 1
     got = read_ply(write_ply(g, tmp_path / "sh.ply", sh_degree=None))
     assert got.colors.shape == (n, 4, 3)
+    # bitwise: a round trip (write -> read) is the contract
     np.testing.assert_array_equal(got.colors, g.colors)  # channel-major f_rest, no reordering loss
     got3 = read_ply(write_ply(g, tmp_path / "sh3.ply"))
     assert got3.colors.shape == (n, 16, 3)
-    np.testing.assert_array_equal(got3.colors[:, :4], g.colors)
+    np.testing.assert_array_equal(got3.colors[:, :4], g.colors)  # bitwise: a round trip (write -> read) is the contract
     assert not got3.colors[:, 4:].any()
     with pytest.raises(ValueError, match="drop bands"):
         write_ply(g, tmp_path / "x.ply", sh_degree=0)

@@ -46,6 +46,7 @@ def test_baked_rig_decodes_to_the_avatar(noisy, noisy_rig, motion, frames, tmp_p
     assert summary["sizes"]["frames.bin.gz"] < len(motion) * frame_bytes(rig)
     back = read_web(tmp_path)
     for name in ("faces", "parent", "means_local", "colors", "offsets", "rigid", "coeffs", "residual_basis"):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(getattr(back, name), getattr(rig, name))
 
     live = np.asarray(params["binding"].active)
@@ -102,7 +103,7 @@ writeFileSync(dir + '/js.bin', Buffer.concat([rig.means, rig.covs, rig.rgba].map
 """
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (apt-get install nodejs: make setup)")
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (any Node.js: make setup-web)")
 def test_player_decoder_matches_the_reference(noisy_rig, frames, tmp_path):
     """The player's rig.js (run by node) rebuilds the same Gaussians as decode_frame, residual included."""
     write_web(noisy_rig, tmp_path, player=False)
@@ -142,7 +143,7 @@ def test_cli_and_server(tmp_path):
         server.server_close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (apt-get install nodejs: make setup)")
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (any Node.js: make setup-web)")
 @pytest.mark.parametrize("degree", [1, 3])
 def test_player_sh_colours_match_the_renderer(degree, tmp_path):
     """rig.js's view-dependent colour (SH + d_color, clamped) equals render/sh.py's, on a hand-made rig."""

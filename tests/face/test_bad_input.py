@@ -76,6 +76,7 @@ def test_rgba_composited_over_white(tmp_path, astro):
     path = _save(tmp_path, "rgba.png", Image.fromarray(np.dstack([img, alpha])))
     rgba = load_image(path)
     assert rgba.shape == (512, 512, 3)
+    # bitwise: alpha 0 composites to rgb * 0 + 1 = 1 exactly
     assert np.all(rgba[:, 400:] == 1.0)  # over white, not black
     np.testing.assert_allclose(rgba[:, :400], img[:, :400] / 255.0, atol=1e-6)
     f = analyze_faces(rgba)[0]

@@ -12,7 +12,8 @@ import pytest
 from vasa3d_jax.face import assets, geometry, pipeline
 
 
-@pytest.mark.parametrize("name, low", [(assets.DETECTOR, -1.0), (assets.LANDMARKS, 0.0), (assets.IRIS, 0.0)])
+@pytest.mark.parametrize("name, low", [(assets.DETECTOR, -1.0), (assets.FULL_RANGE_DETECTOR, -1.0),
+                                       (assets.LANDMARKS, 0.0), (assets.IRIS, 0.0)])
 def test_net_equals_litert(name, low):
     from vasa3d_jax.face import nets
     module, _ = nets.load_net(name)

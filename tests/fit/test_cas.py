@@ -38,6 +38,7 @@ def test_range_channels_and_black():
                                np.asarray(cas(jnp.repeat(x[..., 1:2], 3, -1), 1.0)[..., 0]), atol=1e-6)
     # A black neighbourhood (max 0) is left alone rather than producing 0 * inf.
     black = cas(jnp.zeros((8, 8, 3)))
+    # bitwise: a black image has zero contrast
     assert np.all(np.isfinite(np.asarray(black))) and float(jnp.abs(black).max()) == 0.0
     # Sharpening increases contrast: the edge's step grows.
     step = cas(_step(0.3, 0.6))

@@ -133,6 +133,7 @@ def test_orbit_camera_keeps_the_pivot_and_rotates_about_it():
 
 def test_symmetry_loss():
     img = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 6, 3))
+    # bitwise: a flip is exact, so a mirrored image has zero loss
     assert float(sds.symmetry_loss(img, jnp.flip(img, axis=-2))) == 0.0
     a = jnp.zeros((4, 4, 3)).at[:2, :2].set(1.0)  # top-left quadrant white
     # Its flip is white top-right, so the top half differs by 1 and the bottom half agrees.

@@ -111,6 +111,7 @@ def test_pickle_with_chumpy_objects_loads_without_chumpy(arrays, npz_path, pkl_p
     from_pkl = load_flame(pkl_path)
     from_npz = load_flame(npz_path)
     for field in ("v_template", "shapedirs", "exprdirs", "posedirs", "j_regressor", "lbs_weights", "faces"):
+        # bitwise: the same arrays read from two file formats
         np.testing.assert_array_equal(np.asarray(getattr(from_pkl, field)), np.asarray(getattr(from_npz, field)))
     np.testing.assert_allclose(np.asarray(from_pkl.v_template), arrays["v_template"], atol=1e-7)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.head import JOINTS, template_head
-from vasa3d_jax.head import geometry
+from vasa3d_jax.head import geometry, landmarks
 from vasa3d_jax.head import template as template_lib
 from vasa3d_jax.geometry import rodrigues
 from vasa3d_jax.motion_space import ACTION_UNITS
@@ -108,7 +108,7 @@ def test_face_matches_mediapipe_canonical(head):
 def test_real_head_size(head):
     v = np.asarray(head.v_template)
     width = v[:, 0].max() - v[:, 0].min()
-    chin_to_crown = v[:, 1].max() - v[template_lib.CHIN, 1]
+    chin_to_crown = v[:, 1].max() - v[landmarks.CHIN, 1]
     assert 0.14 < width < 0.17, width
     assert 0.21 < chin_to_crown < 0.25, chin_to_crown
     assert np.linalg.norm(v.mean(0)) < 0.06, "origin near the head centre"
@@ -138,7 +138,7 @@ def test_jaw_opens_mouth_and_shows_interior(head, posed):
     pose = jnp.zeros(15).at[3 * JOINTS.index("jaw")].set(0.35)
     opened = _verts(head, posed, pose=pose)
     assert _lip_gap(opened) < _lip_gap(rest) - 0.015, "a 20° jaw rotation opens the lips by > 1.5 cm"
-    upper_ids = list(template_lib.LIP_INNER_UPPER)
+    upper_ids = list(landmarks.LIP_INNER_UPPER)
     np.testing.assert_allclose(opened[upper_ids], rest[upper_ids], atol=1e-6)  # upper lip stays
     mid = 0.5 * (opened[13] + opened[14])
     region = _first_hit_region(head, opened, mid + np.array([0, 0, 0.5]), np.array([0.0, 0.0, -1.0]))
@@ -170,8 +170,8 @@ def test_aus_move_their_regions(head, posed):
         assert np.all(disp(au)[brows, 1] > 0.0005), f"{au} raises the brows"
     assert np.all(disp("AU04")[[107, 336], 1] < -0.001), "AU04 lowers the brows"
     closed = _verts(head, posed, {_au("AU43"): 1.0})
-    for upper, lower in ((template_lib.EYE_R_UPPER, template_lib.EYE_R_LOWER),
-                         (template_lib.EYE_L_UPPER, template_lib.EYE_L_LOWER)):
+    for upper, lower in ((landmarks.EYE_R_UPPER, landmarks.EYE_R_LOWER),
+                         (landmarks.EYE_L_UPPER, landmarks.EYE_L_LOWER)):
         rest_gap = np.linalg.norm(rest[list(upper)] - rest[list(lower)], axis=1).max()
         closed_gap = np.linalg.norm(closed[list(upper)] - closed[list(lower)], axis=1).max()
         assert rest_gap > 0.005 and closed_gap < 1e-4, "AU43 closes the eyelids"

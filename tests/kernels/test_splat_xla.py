@@ -60,6 +60,7 @@ def test_schedule_does_not_change_results(steps, unroll, bwd_unroll, window):
     bwd = jax.jit(functools.partial(xla.rasterize_bwd_xla, width=W, height=H, tile_size=TS, config=cfg))
     got, want = fwd(*args), _fwd_ref(H, W, TS)(*args)
     for g, w in zip(got, want):
+        # bitwise: the schedule only regroups the same per-pixel sequence (docstring)
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
     v_out, v_alpha = _cotangents(5)
     _assert_grads_close(bwd(*args, *want[1:], v_out, v_alpha), _bwd_ref(H, W, TS)(*args, *want[1:], v_out, v_alpha),
@@ -75,6 +76,7 @@ def test_forward_without_n_contrib_gives_the_same_image():
     args = _args(scene, gids, offsets)
     lean = jax.jit(functools.partial(xla.rasterize_fwd_xla, width=W, height=H, tile_size=TS, with_n_contrib=False))
     got, want = lean(*args), _fwd_ref(H, W, TS)(*args)
+    # bitwise: skipping n_contrib leaves the compositing untouched
     np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
     np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
     assert not np.asarray(got[2]).any() and np.asarray(want[2]).any()
@@ -85,6 +87,7 @@ def test_forward_without_n_contrib_gives_the_same_image():
 
     for a, b in zip(jax.grad(functools.partial(loss, False), argnums=range(5))(*args[:5]),
                     jax.grad(functools.partial(loss, True), argnums=range(5))(*args[:5])):
+        # bitwise: determinism (same inputs, same program) is the contract
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

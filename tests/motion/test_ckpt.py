@@ -22,6 +22,7 @@ def test_roundtrip_latest_and_metadata(tmp_path):
         abstract = jax.eval_shape(lambda: tree)
         restored, step = c.restore_latest(abstract)
         assert step == 4
+        # bitwise: a round trip (write -> read) is the contract
         jax.tree.map(np.testing.assert_array_equal, restored, tree)
         old, _ = c.restore(abstract, step=1)
         assert float(old["w"].sum()) == 0.0

@@ -21,7 +21,7 @@ def test_load_clip_and_labels(tmp_path):
     p = _write(tmp_path / "a.npz", motion=m, features=f, feature_encoder=np.asarray("logmel"),
                gaze=np.array([0.1, -0.2]), distance=np.float32(0.6), emotion=np.ones(8), text=np.asarray("hi"))
     clip = data.load_clip(p, SPACE, feature_encoder="logmel")
-    np.testing.assert_array_equal(clip.motion, m)
+    np.testing.assert_array_equal(clip.motion, m)  # bitwise: a round trip (write -> read) is the contract
     assert clip.gaze.shape == (2,) and clip.distance == pytest.approx(0.6) and clip.emotion.shape == (8,)
     with pytest.raises(ValueError, match="encoder"):
         data.load_clip(p, SPACE, feature_encoder="whisper")
@@ -78,3 +78,33 @@ def test_precompute_features_with_a_stub_encoder(tmp_path, monkeypatch):
     assert data.precompute_features(tmp_path, encoder="stub", progress=False) == 0  # already done
     with np.load(tmp_path / "x.npz") as z:
         assert str(z["text"]) == "hello"
+
+
+def test_write_clip_round_trips_atomically_with_fps(tmp_path):
+    """write_clip -> load_clip returns what was written, records fps and sample rate, keeps metadata,
+    leaves labels it was not given out, and leaves no temporary file behind."""
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(12, SPACE.size)).astype(np.float32)
+    wav = rng.uniform(-0.5, 0.5, 12 * 640).astype(np.float32)
+    p = data.write_clip(tmp_path / "sub" / "c.npz", m, audio=wav, distance=0.7, text="hi", voice=np.str_("en"))
+    assert sorted(q.name for q in p.parent.iterdir()) == ["c.npz"]
+    clip = data.load_clip(p, SPACE, require_features=False, with_audio=True)
+    np.testing.assert_array_equal(clip.motion, m)  # float32 in, float32 stored: bitwise is the contract
+    np.testing.assert_array_equal(clip.audio, wav)
+    assert clip.distance == pytest.approx(0.7) and clip.gaze is None and clip.emotion is None
+    with np.load(p) as z:
+        assert float(z["fps"]) == 25.0 and int(z["sample_rate"]) == 16000
+        assert str(z["text"]) == "hi" and str(z["voice"]) == "en" and "gaze" not in z
+
+
+def test_write_clip_and_load_clip_refuse_other_rates(tmp_path):
+    m = np.zeros((3, SPACE.size), np.float32)
+    with pytest.raises(ValueError, match="25"):
+        data.write_clip(tmp_path / "a.npz", m, fps=30.0)
+    with pytest.raises(ValueError, match="16000"):
+        data.write_clip(tmp_path / "a.npz", m, sample_rate=22050)
+    with pytest.raises(ValueError, match=".npz"):
+        data.write_clip(tmp_path / "a.clip", m)
+    p = _write(tmp_path / "b.npz", motion=m, fps=np.float32(30.0))
+    with pytest.raises(ValueError, match="30.0 fps"):
+        data.load_clip(p, SPACE, require_features=False)

@@ -90,6 +90,7 @@ def test_ddim_is_deterministic_for_a_key():
     a = diffusion.sample_ddim(SCHEDULE, _denoiser, (3, 4), jax.random.key(5), num_steps=7)
     b = diffusion.sample_ddim(SCHEDULE, _denoiser, (3, 4), jax.random.key(5), num_steps=7)
     c = diffusion.sample_ddim(SCHEDULE, _denoiser, (3, 4), jax.random.key(6), num_steps=7)
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-3
 

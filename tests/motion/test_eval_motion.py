@@ -37,4 +37,5 @@ def test_eval_motion_builds_its_heldout_set(tmp_path):
     with np.load(path) as z:
         assert sorted(z.files) == sorted(first)
         for k in z.files:
+            # bitwise: determinism (same inputs, same program) is the contract
             np.testing.assert_array_equal(z[k], first[k])

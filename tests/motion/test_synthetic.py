@@ -140,6 +140,7 @@ def clip(clip_spec):
 
 def test_clip_is_deterministic(clip, clip_spec):
     again = synthetic.make_clip(clip_spec)
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(clip.motion, again.motion)
     np.testing.assert_array_equal(clip.audio, again.audio)
     other = synthetic.make_clip(synthetic.ClipSpec(**{**clip_spec.__dict__, "seed": 8}))
@@ -196,7 +197,7 @@ def test_missing_library_names_the_apt_package(monkeypatch, tmp_path):
 def test_synthesis_does_not_depend_on_earlier_utterances(spoken):
     synthetic.synthesize("Something else first, at another rate.", "en-029+m3", 200, 30)
     audio, phonemes = synthetic.synthesize("Hello there. Maybe a bamboo mop?", "en-us", 160, 50)
-    np.testing.assert_array_equal(audio, spoken[0])
+    np.testing.assert_array_equal(audio, spoken[0])  # bitwise: determinism (same inputs, same program) is the contract
     assert phonemes == spoken[1]
 
 

@@ -72,6 +72,7 @@ def test_window_sampler_is_a_function_of_seed_and_step(tiny_clips):
     s2 = WindowSampler(tiny_clips, TINY.window, TINY.context, TINY.emotion_size, seed=3)
     a, b = s1.batch(8, 5), s2.batch(8, 5)
     s2.batch(8, 4)
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(a.motion, b.motion)
     assert a.motion.shape == (8, TINY.window, TINY.motion_size)
     assert a.prev_features.shape == (8, TINY.context, TINY.feature_size)

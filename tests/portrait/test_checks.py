@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from vasa3d_jax.head import template_head
+from vasa3d_jax.camera import crop_intrinsics
+from vasa3d_jax.head import landmarks, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import api, checks
 
@@ -19,7 +20,7 @@ def _face_image(size=512, eyes=(0.35, 0.3, 0.3), lips=(0.7, 0.3, 0.3)):
     img = np.full((size, size, 3), 0.9, np.float32)
     lm = _landmarks((size / 2, size / 2))
     img[:] = (0.85, 0.65, 0.55)  # skin everywhere
-    for idx, colour in ((checks.LEFT_EYE, eyes), (checks.RIGHT_EYE, eyes)):
+    for idx, colour in ((landmarks.EYE_L_RING, eyes), (landmarks.EYE_R_RING, eyes)):
         c = lm[list(idx)].mean(0).astype(int)
         img[c[1] - 12:c[1] + 12, c[0] - 14:c[0] + 14] = colour
     return img, lm
@@ -30,11 +31,24 @@ def test_a_good_portrait_passes_silently():
     assert checks.check_portrait(img, checks.FaceMeasure(lm, 1)) == []
 
 
-def test_small_face_is_an_error_naming_the_size_needed():
+def test_small_face_is_an_error_naming_the_size_needed_and_a_soft_one_warns():
     img, _ = _face_image()
-    lm = _landmarks(width=60.0)
-    with pytest.raises(ValueError, match=r"at least 40 px"):
-        checks.check_portrait(img, checks.FaceMeasure(lm + 200, 1))
+    with pytest.raises(ValueError, match=r"30 px wide.*at least 40 px"):
+        checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=30.0) + 200, 1))
+    notes = checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=80.0), 1))
+    assert any("80 px wide" in n and "soft" in n for n in notes), notes
+    assert not any("soft" in n for n in checks.check_portrait(img, checks.FaceMeasure(_landmarks(width=130.0), 1)))
+
+
+def test_face_n_picks_by_size_and_names_the_range():
+    class Face:
+        def __init__(self, lm):
+            self.landmarks = lm
+
+    faces = [Face(_landmarks(width=80)), Face(_landmarks(width=160)), Face(_landmarks(width=50))]
+    assert [np.ptp(checks.choose_face(faces, i).landmarks[:, 0]) for i in range(3)] == pytest.approx([160, 80, 50], rel=1e-3)
+    with pytest.raises(ValueError, match=r"--face 3: the photo has 3 face\(s\), numbered 0 \(the largest\) to 2"):
+        checks.choose_face(faces, 3)
 
 
 def test_cut_off_face_names_the_edge_and_what_will_be_poor():
@@ -82,7 +96,7 @@ def test_crop_keeps_projection_consistent():
     K = np.array([[400.0, 0, 150], [0, 400.0, 100], [0, 0, 1]], np.float32)
     box = (60.0, 20.0, 150.0)
     crop = api.crop_resize(img, box, 150)  # scale 1: no blur, a pure shift
-    Kc = api.crop_intrinsics(K, box, 150)
+    Kc = crop_intrinsics(K, box, 150)
     p = np.array([0.02, -0.01, 1.0])
     u, v, w = K @ p
     uc, vc, wc = Kc @ p

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vasa3d_jax.portrait import synthetic as syn
-from vasa3d_jax.render import Camera, render, required_capacity
+from vasa3d_jax.render import Camera, capacity_for, render, required_capacity
 
 pytestmark = pytest.mark.slow
 SIZE = 192
@@ -44,7 +44,8 @@ def test_model_is_consistent(portrait):
     assert conf[face].mean() > 0.5  # the photo sees most of the face
     from vasa3d_jax.avatar.template import _inside
     from vasa3d_jax.portrait import texture as tex
-    from vasa3d_jax.portrait.model import model_vertices, project_points
+    from vasa3d_jax.camera import project_points
+    from vasa3d_jax.portrait.model import model_vertices
     inner = np.isin(region, [pm.head.region_id("mouth"), pm.head.region_id("teeth")])
     if float(pm.mouth_open) > tex.MOUTH_OPEN_RATIO:  # open: no lip sample takes a gap pixel
         xy_v = np.asarray(project_points(model_vertices(pm, pm.latent), pm.camera.viewmat, pm.camera.K)[0])
@@ -85,7 +86,7 @@ def test_initial_avatar_renders_the_photo_before_fitting(portrait):
     av = initial_avatar(pm)
     cams = cameras([sp.camera, syn.camera_at(45, 0, SIZE)])
     (_, g), _ = av.model.apply(av.params, jnp.asarray(np.stack([sp.latent] * 2)))
-    out = render(g, cams, jnp.ones(3), capacity=int(1.3 * required_capacity(g, cams)))
+    out = render(g, cams, jnp.ones(3), capacity=capacity_for(required_capacity(g, cams)))
     assert psnr(out.rgb[0], sp.image, matte.head) > 24.0
     truth, alpha = syn.render_truth(np.stack([sp.latent] * 2), cams)
     assert psnr(out.rgb[1], truth[1], alpha[1] > 0.5) > 18.0

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.portrait import matte as mt
 from vasa3d_jax.portrait import hair
-from vasa3d_jax.portrait import model as md
+from vasa3d_jax.portrait import surface
 from vasa3d_jax.portrait import texture as tex
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 5])
 def test_barycentric_grid_is_the_subtriangle_centroids(level):
-    b = md.barycentric_grid(level)
+    b = surface.barycentric_grid(level)
     assert b.shape == (level * level, 3)
     np.testing.assert_allclose(b.sum(1), 1.0, atol=1e-12)
     assert (b > 0).all()
@@ -22,7 +23,7 @@ def test_barycentric_grid_is_the_subtriangle_centroids(level):
 
 def test_layout_samples_counts_and_parents():
     levels = np.array([1, 3, 2, 1], np.int32)
-    parent, bary, level = md.layout_samples(levels)
+    parent, bary, level = surface.layout_samples(levels)
     assert len(parent) == 1 + 9 + 4 + 1
     assert np.all(np.diff(parent) >= 0)
     np.testing.assert_array_equal(np.bincount(parent), levels**2)
@@ -33,7 +34,7 @@ def test_bilinear_matches_pixel_centres_and_midpoints():
     import jax.numpy as jnp
     img = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
     xy = np.array([[0.5, 0.5], [3.5, 2.5], [4.0, 2.5], [3.5, 3.0]], np.float32)
-    got = np.asarray(md.bilinear(jnp.asarray(img), jnp.asarray(xy)))
+    got = np.asarray(surface.bilinear(jnp.asarray(img), jnp.asarray(xy)))
     want = np.stack([img[0, 0], img[2, 3], 0.5 * (img[2, 3] + img[2, 4]), 0.5 * (img[2, 3] + img[3, 3])])
     np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -57,12 +58,12 @@ def test_matte_cuts_below_the_chin_and_splits_hair():
     h = w = 64
     person = np.ones((h, w), np.float32)
     lm = np.zeros((468, 3))
-    ang = np.linspace(0, 2 * np.pi, len(mt.FACE_OVAL), endpoint=False)
+    ang = np.linspace(0, 2 * np.pi, len(landmarks.FACE_OVAL), endpoint=False)
     # A face oval of radius 10 around (32, 30), forehead (10) at the top, chin (152) at the bottom.
     oval = np.stack([32 + 10 * np.sin(ang), 30 - 10 * np.cos(ang)], 1)
-    lm[list(mt.FACE_OVAL), :2] = oval
-    lm[mt.CHIN, :2] = (32, 40)
-    lm[mt.CHEEKS[0], :2], lm[mt.CHEEKS[1], :2] = (22, 30), (42, 30)
+    lm[list(landmarks.FACE_OVAL), :2] = oval
+    lm[landmarks.CHIN, :2] = (32, 40)
+    lm[landmarks.CHEEKS[0], :2], lm[landmarks.CHEEKS[1], :2] = (22, 30), (42, 30)
     m = mt.matte_from_person(person, lm)
     face_h, face_w = 20.0, 20.0
     cut = 40 + mt.NECK_KEEP * face_h
@@ -122,9 +123,10 @@ def test_photo_registration_puts_the_face_on_the_photo_landmarks():
     do not move, and the mouth cavity follows its rim (harmonic)."""
     import jax.numpy as jnp
 
+    from vasa3d_jax.camera import project_points
     from vasa3d_jax.face import encode, synthetic
-    from vasa3d_jax.head import template as tpl
     from vasa3d_jax.head import template_head
+    from vasa3d_jax.portrait import model as md
     from vasa3d_jax.render import Camera
 
     head = template_head()
@@ -132,13 +134,13 @@ def test_photo_registration_puts_the_face_on_the_photo_landmarks():
     K, viewmat = synthetic.camera_for(size, encode.default_focal(size), 0.6)
     cam = Camera(viewmat=jnp.asarray(viewmat, jnp.float32), K=jnp.asarray(K, jnp.float32), width=size[1], height=size[0])
     verts = np.asarray(head.v_template)
-    xy, _ = md.project_points(jnp.asarray(verts[:468]), cam.viewmat, cam.K)
+    xy, _ = project_points(jnp.asarray(verts[:468]), cam.viewmat, cam.K)
     target = np.asarray(xy, np.float64).copy()
-    target[list(tpl.LIP_INNER_LOWER), 1] += 3.0  # the photo's mouth is open 3 px wider than the fit
-    target[list(tpl.LIP_INNER_UPPER), 0] -= 1.0
+    target[list(landmarks.LIP_INNER_LOWER), 1] += 3.0  # the photo's mouth is open 3 px wider than the fit
+    target[list(landmarks.LIP_INNER_UPPER), 0] -= 1.0
     offsets = md.photo_registration(head, verts, cam, target)
-    moved, _ = md.project_points(jnp.asarray(verts + offsets)[:468], cam.viewmat, cam.K)
-    inner = np.setdiff1d(np.arange(468), encode.FACE_OVAL)
+    moved, _ = project_points(jnp.asarray(verts + offsets)[:468], cam.viewmat, cam.K)
+    inner = np.setdiff1d(np.arange(468), landmarks.FACE_OVAL)
     np.testing.assert_allclose(np.asarray(moved)[inner], target[inner], atol=2e-3)  # float32 projection
     region, faces = np.asarray(head.face_region), np.asarray(head.faces)
     for name in ("teeth", "scalp"):

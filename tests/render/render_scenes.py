@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vasa3d_jax.render import Camera, Gaussians, intrinsics, look_at
+from vasa3d_jax.camera import intrinsics, look_at
+from vasa3d_jax.render import Camera, Gaussians
 
 
 def random_quats(key, n):

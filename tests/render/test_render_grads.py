@@ -11,9 +11,10 @@ import pytest
 from jax.test_util import check_grads
 from render_scenes import front_camera, random_scene
 
+from vasa3d_jax.camera import intrinsics, look_at
 from vasa3d_jax.kernels.splat import rasterize
-from vasa3d_jax.render import Camera, Gaussians, binning, dense_render, intrinsics, look_at, render
-from vasa3d_jax.render.dense import dense_composite
+from vasa3d_jax.render import Camera, Gaussians, binning, dense_render, render
+from vasa3d_jax.kernels.splat.reference import composite_ref
 
 W, H, N = 38, 22, 96
 CAM = front_camera(W, H)
@@ -48,7 +49,7 @@ def _composite_grads(means2d, conics, opac, colors, bg, ct_out, ct_alpha, *, bac
         return jnp.sum(out * ct_out) + jnp.sum(alpha * ct_alpha)
 
     def dense(*x):
-        out, alpha = dense_composite(*x[:4], depths, jnp.ones(means2d.shape[0], bool), x[4], width=W, height=H)
+        out, alpha = composite_ref(*x[:4], depths, jnp.ones(means2d.shape[0], bool), x[4], width=W, height=H)
         return jnp.sum(out * ct_out) + jnp.sum(alpha * ct_alpha)
 
     args = (means2d, conics, opac, colors, bg)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from render_scenes import random_scene
 
-from vasa3d_jax.render import Camera, intrinsics, look_at, projection, sh
+from vasa3d_jax.camera import intrinsics, look_at
+from vasa3d_jax.render import Camera, projection, sh
 
 torch = pytest.importorskip("torch")
 gsplat_ref = pytest.importorskip("gsplat.cuda._torch_impl")

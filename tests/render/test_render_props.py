@@ -56,6 +56,7 @@ def test_rigid_motion_of_scene_and_camera():
 def test_opacity_zero_gives_background():
     g = random_scene(jax.random.PRNGKey(3), N)
     out = _render(g.replace(opacities=jnp.zeros(N)), CAM.viewmat, BG)
+    # bitwise: nothing visible composites 0 + 1 * background
     np.testing.assert_array_equal(out.rgb, jnp.broadcast_to(BG, (H, W, 3)))
     np.testing.assert_array_equal(out.alpha, 0.0)
     assert int(out.num_visible) == 0 and int(out.num_isects) == 0
@@ -111,5 +112,6 @@ def test_auto_backend_is_the_xla_path(monkeypatch):
     monkeypatch.undo()
     g = random_scene(jax.random.PRNGKey(5), 40)
     cam = front_camera(32, 32)
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(np.asarray(render(g, cam, backend="auto").rgb),
                                   np.asarray(render(g, cam, backend="xla").rgb))

@@ -20,7 +20,7 @@ from vasa3d_jax.audio.features import (
     speech_features,
     whisper_encoder_outputs,
 )
-from vasa3d_jax.audio.io import DEFAULT_MAX_SECONDS, AudioTooLongError, load_audio
+from vasa3d_jax.audio.io import DEFAULT_MAX_SECONDS, AudioTooLongError, load_audio, load_speech
 from vasa3d_jax.audio.mel import log_mel_spectrogram
 from vasa3d_jax.audio.whisper import WhisperEncoder, WhisperEncoderConfig, encode_mel_windows, load_whisper_encoder
 
@@ -36,6 +36,7 @@ __all__ = [
     "encode_mel_windows",
     "get_encoder",
     "load_audio",
+    "load_speech",
     "load_whisper_encoder",
     "log_mel_spectrogram",
     "read_ct2_model",

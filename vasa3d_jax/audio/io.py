@@ -14,7 +14,7 @@ from typing import Union
 
 import numpy as np
 
-from vasa3d_jax.constants import SAMPLE_RATE
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 
 # The default limit on input length: ten minutes is far beyond a talking-head clip and keeps the
 # float32 waveform and its features below ~100 MB; raise it with max_seconds=.
@@ -71,6 +71,22 @@ def load_audio(source: AudioSource | np.ndarray, sample_rate: int | None = None,
         data = soxr.resample(data, rate, SAMPLE_RATE, quality="HQ")
     # Resampling (and lossy decoders) can overshoot a full-scale signal by a hair.
     return np.clip(data, -1.0, 1.0).astype(np.float32)
+
+
+def load_speech(audio) -> np.ndarray:
+    """Speech to drive a head: a file path or a 16 kHz float waveform -> (n,) float32 16 kHz mono
+    (``load_audio``), at least one motion frame (1 / FPS s) long, with clear errors."""
+    if isinstance(audio, (str, os.PathLike)):
+        if not pathlib.Path(audio).is_file():
+            raise FileNotFoundError(f"audio file {str(audio)!r} not found; pass an existing speech file "
+                                    "(wav, flac, mp3, m4a, ...)")
+        wav = load_audio(audio)
+    else:
+        wav = load_audio(np.asarray(audio, np.float32), SAMPLE_RATE)
+    if wav.shape[0] < SAMPLE_RATE // int(FPS):
+        raise ValueError(f"the audio lasts {wav.shape[0] / SAMPLE_RATE:.3f} s; need at least one frame "
+                         f"({1 / FPS:.2f} s) of speech")
+    return wav
 
 
 class AudioTooLongError(ValueError):

@@ -7,8 +7,7 @@ the motion latent through VASA-3D's base and residual deformations.
     (g_base, g_final), aux = avatar.apply(params, x)   # render.Gaussians G', G''
 """
 
-from vasa3d_jax.avatar.avatar import (AvatarConfig, GaussianAvatar, base_priors, expression_names,
-                                      region_colors, split_trainable)
+from vasa3d_jax.avatar.avatar import AvatarConfig, GaussianAvatar, region_colors, split_trainable
 from vasa3d_jax.avatar.binding import TriangleFrames, local_to_world, triangle_frames
 from vasa3d_jax.avatar.densify import (DensifyConfig, DensifyReport, DensifyStats, accumulate,
                                        densify_and_prune, densify_and_prune_grow,
@@ -17,7 +16,7 @@ from vasa3d_jax.avatar.gaussians import (Binding, BoundGaussians, bucket_capacit
                                          init_bound_gaussians, pad_rows, reset_rows)
 
 __all__ = [
-    "AvatarConfig", "GaussianAvatar", "base_priors", "expression_names", "region_colors",
+    "AvatarConfig", "GaussianAvatar", "region_colors",
     "split_trainable", "TriangleFrames", "local_to_world", "triangle_frames", "DensifyConfig",
     "DensifyReport", "DensifyStats", "accumulate", "densify_and_prune",
     "densify_and_prune_grow",

@@ -10,20 +10,9 @@ Base deformation (deform.py eqs. (1)-(2)), each network with a fixed linear prio
     (3)  V = head.vertices(beta, psi, [theta_global, theta_neck, theta_jaw, theta_eye]) + t
     (4)  G' = binding of the Gaussians to the triangles of V (binding.py eqs. (7)-(9))
 
-The MLPs' output layers start at zero, so an untrained base is exactly the prior. The prior is
-what the motion space already says (a choice of this project; the paper trains M_e, M_p freely):
-
-* pose (any space): theta_global = the axis-angle rotation of z_pose, t = its translation,
-  theta_neck = 0 -- z_pose is defined as the rigid head pose (DESIGN.md, "The motion latent");
-* expression: a z_dyn channel whose name is one of the head model's expression names (the 20
-  action units of the built-in space and template head) drives that expression coefficient with
-  weight 1 (the template head rigs AU26 to its jaw itself); for a head without named expressions
-  (FLAME), AU26 (jaw drop) opens the jaw, theta_jaw = (AU26 * ``jaw_open_per_au26``, 0, 0)
-  (rotation about +x lowers the chin, FLAME's convention); gaze (yaw, pitch) turns both eyes,
-  theta_eye = (-pitch, yaw, 0) (yaw > 0 turns the gaze towards +x, pitch > 0 looks up, +y), the
-  small-angle composition of the two rotations;
-* a learned code or FLAME's expression space has no named correspondence: its prior is 0 and M_e
-  is trained.
+The MLPs' output layers start at zero, so an untrained base is exactly the prior P_e, P_p: what
+the motion space already says (``head.prior``: the pose of z_pose, named action units, AU26 to the
+jaw, gaze to the eyes; zero for a learned code, whose M_e is trained).
 
 Residual deformation (deform.py eqs. (3)-(5)): D_e for Gaussians whose parent triangle is in a
 face region (``AvatarConfig.face_regions``), D_p for all others, each fed the canonical position p
@@ -59,7 +48,8 @@ from vasa3d_jax.avatar import deform
 from vasa3d_jax.avatar import densify as dns
 from vasa3d_jax.avatar import gaussians as gs
 from vasa3d_jax.head import HeadModel
-from vasa3d_jax.motion_space import ACTION_UNITS, MotionSpace
+from vasa3d_jax.head.prior import JAW_OPEN_PER_AU26, base_priors
+from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render.types import Gaussians
 
 
@@ -90,9 +80,7 @@ class AvatarConfig:
     residual_depth: int = 4  # D_e, D_p hidden layers (paper: unspecified)
     num_freqs: int = 4  # positional-encoding bands L (paper [Z])
     face_regions: tuple[str, ...] = FACE_REGIONS  # regions handled by D_e
-    # Jaw pitch (rad) at AU26 = 1. About 17 degrees: a wide but not maximal opening (adult maximal
-    # opening is ~25-30 degrees of condylar rotation); a project choice, trained further by M_e.
-    jaw_open_per_au26: float = 0.3
+    jaw_open_per_au26: float = JAW_OPEN_PER_AU26  # jaw pitch (rad) at AU26 = 1 (head.prior)
 
 
 def region_colors(head: HeadModel) -> np.ndarray:
@@ -132,7 +120,7 @@ class GaussianAvatar:
         self.pos_center = jnp.asarray((lo + hi) / 2, jnp.float32)
         self.pos_scale = float(np.max(hi - lo) / 2)
         self.num_expression = int(head.num_expression)
-        self.prior_exp, self.prior_pose = base_priors(space, head, config)
+        self.prior_exp, self.prior_pose = base_priors(space, head, config.jaw_open_per_au26)
         self.m_exp = deform.ExpressionMLP(self.num_expression, config.base_hidden, config.base_layers)
         self.m_pose = deform.PoseMLP(config.base_hidden, config.base_layers)
         self.d_exp = deform.ResidualMLP(config.residual_width, config.residual_depth, config.num_freqs)
@@ -279,39 +267,3 @@ def residual_is_zero(params: dict) -> bool:
         if not all(np.all(np.isfinite(np.asarray(jax.device_get(a)))) for a in jax.tree.leaves(layers)):
             return False
     return True
-
-
-def expression_names(head: HeadModel) -> tuple[str, ...]:
-    """Names of the head model's expression coefficients where they have any: the template head's
-    20 action units (``motion_space.ACTION_UNITS`` order, head/template.py); () for FLAME's PCA."""
-    names = getattr(head, "expression_names", None)
-    if names is not None:
-        return tuple(names)
-    if getattr(head, "kind", None) == "template" and head.num_expression == len(ACTION_UNITS):
-        return ACTION_UNITS
-    return ()
-
-
-def base_priors(space: MotionSpace, head: HeadModel, config: AvatarConfig
-                ) -> tuple[jax.Array, jax.Array]:
-    """The linear priors P_e (D_dyn, E + 9) and P_p (6, 9) of eqs. (1)-(2) (module docstring)."""
-    num_exp = int(head.num_expression)
-    p_exp = np.zeros((space.dyn_size, num_exp + 9), np.float32)
-    dyn_names = [c.name for c in space.dyn]
-    head_names = expression_names(head)
-    for i, name in enumerate(dyn_names):
-        if name in head_names:
-            p_exp[i, head_names.index(name)] = 1.0
-    if "AU26" in dyn_names and "AU26" not in head_names:
-        p_exp[dyn_names.index("AU26"), num_exp + 0] = config.jaw_open_per_au26
-    if "gaze_yaw" in dyn_names and "gaze_pitch" in dyn_names:
-        yaw, pitch = dyn_names.index("gaze_yaw"), dyn_names.index("gaze_pitch")
-        for eye in (0, 1):
-            p_exp[pitch, num_exp + 3 + 3 * eye + 0] = -1.0
-            p_exp[yaw, num_exp + 3 + 3 * eye + 1] = 1.0
-    pose_names = [c.name for c in space.pose]
-    p_pose = np.zeros((space.pose_size, 9), np.float32)
-    for j, name in enumerate(("rot_x", "rot_y", "rot_z", "tx", "ty", "tz")):
-        if name in pose_names:
-            p_pose[pose_names.index(name), 3 + j] = 1.0
-    return jnp.asarray(p_exp), jnp.asarray(p_pose)

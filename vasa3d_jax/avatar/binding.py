@@ -22,9 +22,8 @@ so when the mesh moves rigidly (R, t) every frame rotates with it, k_f is unchan
 Gaussians move rigidly with the head; a non-rigid mesh deformation stretches them with the local
 triangle scale.
 
-Quaternions are wxyz (the renderer's convention, DESIGN.md). ``rotmat_to_quat`` follows Shepperd's
-method (S. W. Shepperd, "Quaternion from rotation matrix", J. Guidance and Control 1(3), 1978): the
-largest of the four squared components is computed first, so the result is stable for all angles.
+Quaternions are wxyz (the renderer's convention, DESIGN.md); frames' quaternions come from
+``geometry.rotmat_to_quat`` (Shepperd's method).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from vasa3d_jax.geometry import normalize, safe_norm
+from vasa3d_jax.geometry import normalize, rotmat_to_quat, safe_norm
 from vasa3d_jax.render.projection import quat_to_rotmat  # the one rotation formula (the renderer's)
 
 # ---- quaternions (wxyz) ---------------------------------------------------------------------------
@@ -49,28 +48,6 @@ def quat_multiply(a: jax.Array, b: jax.Array) -> jax.Array:
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
     ], axis=-1)
-
-
-def rotmat_to_quat(r: jax.Array) -> jax.Array:
-    """``(..., 3, 3)`` rotation matrix -> unit wxyz quaternion ``(..., 4)`` with w >= 0 (Shepperd)."""
-    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
-    trace = m00 + m11 + m22
-    # 4 w^2, 4 x^2, 4 y^2, 4 z^2 (each from the diagonal); the largest gives the best-conditioned row.
-    sq = jnp.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    # Row i holds 4 * q_i * q for the i-th choice of pivot (standard Shepperd identities).
-    r21, r12 = r[..., 2, 1], r[..., 1, 2]
-    r02, r20 = r[..., 0, 2], r[..., 2, 0]
-    r10, r01 = r[..., 1, 0], r[..., 0, 1]
-    cand = jnp.stack([
-        jnp.stack([sq[..., 0], r21 - r12, r02 - r20, r10 - r01], -1),
-        jnp.stack([r21 - r12, sq[..., 1], r01 + r10, r02 + r20], -1),
-        jnp.stack([r02 - r20, r01 + r10, sq[..., 2], r12 + r21], -1),
-        jnp.stack([r10 - r01, r02 + r20, r12 + r21, sq[..., 3]], -1),
-    ], axis=-2)
-    pivot = jnp.argmax(sq, axis=-1)
-    q = jnp.take_along_axis(cand, pivot[..., None, None], axis=-2)[..., 0, :]
-    q = normalize(q)
-    return jnp.where(q[..., :1] < 0, -q, q)
 
 
 def axis_angle_to_quat(v: jax.Array) -> jax.Array:

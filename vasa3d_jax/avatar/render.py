@@ -1,28 +1,28 @@
-"""Driving and rendering an avatar, with the one intersection-capacity policy of the code base.
+"""Driving and rendering an avatar, sized by the one intersection-capacity policy
+(``vasa3d_jax.render.capacity``).
 
 Per motion frame x and camera c (``Avatar``: a ``GaussianAvatar`` and its parameters):
 
     (1) (G', G'') = avatar.apply(params, x)                      base and residual deformation
     (2) I = render(G'', c, capacity=C)                            gsplat semantics, fixed capacity
-    (3) C = bucket(CAPACITY_MARGIN * max_{x in P, c in Q} required_capacity(G''(x), c))
-    (4) bucket(p) = CAPACITY_BUCKET * ceil(p / CAPACITY_BUCKET)
+    (3) C = capacity_for(max_{x in P, c in Q} required_capacity(G''(x), c))   (render/capacity.py eqs. 1-2)
 
 C is a static shape, so one compiled function renders every frame of a run. The probe set P and the
 cameras Q are what the caller knows: a clip's frames plus the neutral face and the mouth wide open
 (``FrameRenderer.prepare``), a path's cameras (``PROBE_VIEWS`` of an unbounded one), or the very
 frames of a batch (``render_frames``, ``fit``'s training views). Whenever a render reports
-``isect_overflow`` > 0, C grows to bucket(margin * what it needed) and the render is done again
-(``on_overflow="resize"``), or the call raises (``"raise"``): no image is ever used truncated. The
-pipeline, the fitting step (``fit/trainer.py``), the fitting data (``fit/data.render_dataset``) and
-the previews all size and check their renders here.
+``isect_overflow`` > 0, C grows and the render is done again (``on_overflow="resize"``), or the call
+raises (``"raise"``): render/capacity.py eq. 3, no image is ever used truncated. The session, the
+fitting step (``fit/trainer.py``), the fitting data (``fit/data.render_dataset``) and the previews
+all size and check their renders here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-from typing import Literal
+import dataclasses
+import time
+from typing import Iterator, Literal
 
 import jax
 import jax.numpy as jnp
@@ -30,12 +30,11 @@ import numpy as np
 
 from vasa3d_jax.avatar.avatar import GaussianAvatar, residual_is_zero
 from vasa3d_jax.avatar.io import Avatar
-from vasa3d_jax.camera import CameraPath, camera_intrinsics
+from vasa3d_jax.camera import CameraPath, CameraSpec, camera_intrinsics
 from vasa3d_jax.motion_space import MotionSpace
-from vasa3d_jax.render import Camera, RenderOutput, render, required_capacity
+from vasa3d_jax.render import Camera, RenderOutput, render
+from vasa3d_jax.render.capacity import OverflowReport, capacity_for, required_capacity, run_checked
 
-CAPACITY_MARGIN = 1.25  # head motion within the probe set's range needs < 25% more tile pairs
-CAPACITY_BUCKET = 8192  # capacities are rounded up to this step (one compiled program per step)
 PROBE_VIEWS = 8  # cameras of an unbounded path (e.g. a streaming orbit) probed for the capacity
 PROBE_FRAMES = 16  # motion frames of a known clip probed (evenly spaced), besides the fixed probes
 # Frames per compiled render call: vmapping the deformation over 8 frames costs about half the
@@ -44,11 +43,6 @@ PROBE_FRAMES = 16  # motion frames of a known clip probed (evenly spaced), besid
 BATCH = 8
 
 Stage = Literal["final", "both"]
-
-
-def capacity_for(pairs: float) -> int:
-    """Eqs. 3-4: the capacity for a measured need of ``pairs`` (Gaussian, tile) pairs."""
-    return max(1, math.ceil(CAPACITY_MARGIN * pairs / CAPACITY_BUCKET)) * CAPACITY_BUCKET
 
 
 def render_avatar(model: GaussianAvatar, params: dict, x: jax.Array, camera: Camera, background, *,
@@ -108,36 +102,18 @@ def open_mouth(space: MotionSpace) -> np.ndarray:
     return x
 
 
-@dataclasses.dataclass
-class OverflowReport:
-    """What a rendering run did about capacity: the capacity at the end and how often it grew."""
-
-    capacity: int = 0
-    resizes: int = 0
-
-
 def render_checked(avatar: Avatar, x: jax.Array, camera: Camera, background, report: OverflowReport, *,
                    backend: str = "auto", stage: Stage = "final", residual: bool = True,
                    on_overflow: Literal["resize", "raise"] = "resize") -> jax.Array:
-    """The policy of eq. 3 for one batch: frames ``x (..., D)`` by ``camera`` (matching batch dims)
-    in one compiled call at ``report.capacity``, one overflow check for the whole batch; on overflow
-    the capacity grows to bucket(margin * need) and the batch is rendered again ("resize") or the
-    call raises ("raise"). Returns the device array of images (never a truncated one)."""
-    if report.capacity <= 0:
-        raise RuntimeError("the intersection capacity is not set: measure it first (FrameRenderer.prepare)")
-    for attempt in range(2):
-        rgb, overflow, need = _render_jit(avatar.model, avatar.params, x, camera, background,
-                                          capacity=report.capacity, backend=backend, stage=stage, residual=residual)
-        if not int(overflow):
-            return rgb
-        if on_overflow == "raise":
-            raise RuntimeError(f"a frame needs {int(need)} (Gaussian, tile) pairs but the capacity is "
-                               f"{report.capacity}; pass on_overflow='resize' or probe with this motion")
-        if attempt:
-            raise RuntimeError(f"frames still overflow at capacity {report.capacity} ({int(need)} pairs)")
-        report.capacity = capacity_for(int(need))
-        report.resizes += 1
-    raise AssertionError("unreachable")
+    """Eq. 2 for one batch under the capacity policy (render/capacity.py eq. 3): frames
+    ``x (..., D)`` by ``camera`` (matching batch dims) in one compiled call at ``report.capacity``,
+    one overflow check for the whole batch; on overflow the capacity grows and the batch is rendered
+    again ("resize") or the call raises ("raise"). Returns the device array of images (never a
+    truncated one)."""
+    return run_checked(lambda capacity: _render_jit(avatar.model, avatar.params, x, camera, background,
+                                                    capacity=capacity, backend=backend, stage=stage,
+                                                    residual=residual),
+                       report, on_overflow=on_overflow, what="an avatar frame")
 
 
 def render_frames(avatar: Avatar, latents, camera: Camera, background=(1.0, 1.0, 1.0), *, chunk: int = 8,
@@ -256,3 +232,60 @@ class FrameRenderer:
         """Frame ``x (D,)`` seen through ``viewmat (4, 4)`` -> (H, W, 3) float32 image in [0, 1]."""
         return np.asarray(self.render_device(np.asarray(x, np.float32)[None],
                                              np.asarray(viewmat, np.float32)[None]))[0]
+
+
+# ---- motion to frames -------------------------------------------------------------------------
+@dataclasses.dataclass
+class RenderStats:
+    """What a rendering run measured (filled in while frames are produced)."""
+
+    frames: int = 0  # frames rendered
+    wall_s: float = 0.0  # seconds from the first request to the last frame (motion included)
+    motion_s: float = 0.0  # seconds spent generating motion
+    render_s: float = 0.0  # seconds spent deforming and rendering (compilation included)
+    capacity: int = 0  # intersection capacity in use at the end
+    resizes: int = 0  # times a frame overflowed and the capacity grew
+
+    @property
+    def fps(self) -> float:
+        """Frames per second, end to end."""
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        return {"frames": self.frames, "fps": round(self.fps, 2), "wall_s": round(self.wall_s, 2),
+                "motion_s": round(self.motion_s, 2), "render_s": round(self.render_s, 2),
+                "capacity": self.capacity, "resizes": self.resizes}
+
+
+def render_motion(avatar: Avatar, motion: np.ndarray, camera_path: CameraSpec | CameraPath = "front",
+                  size: int = 256, *, background=(1.0, 1.0, 1.0), backend: str = "auto",
+                  stats: RenderStats | None = None) -> Iterator[np.ndarray]:
+    """Frames ``(H, W, 3)`` of ``avatar`` driven by ``motion (T, D)`` along ``camera_path``
+    (eqs. 1-4, ``camera.py`` eqs. 1-2).
+
+    A generator: frames are rendered as they are consumed. ``stats`` (optional) is filled in.
+    """
+    motion = np.asarray(motion, np.float32)
+    if motion.ndim != 2 or motion.shape[0] == 0:
+        raise ValueError(f"motion has shape {motion.shape}; expected (T > 0, D) latents, one row per frame")
+    avatar.space.check(motion)
+    path = CameraPath.parse(camera_path)
+    renderer = FrameRenderer(avatar, size, background, backend)
+    stats = stats if stats is not None else RenderStats()
+    t0 = time.perf_counter()
+    renderer.prepare(motion, path, len(motion))
+    for images in render_blocks(renderer, motion, path, 0, len(motion)):
+        stats.frames += len(images)
+        stats.capacity, stats.resizes = renderer.capacity, renderer.resizes
+        stats.render_s = stats.wall_s = time.perf_counter() - t0
+        yield from images
+
+
+def render_blocks(renderer: FrameRenderer, motion: np.ndarray, path: CameraPath, start: int,
+                  total: int | None) -> Iterator[np.ndarray]:
+    """Images ``(n, H, W, 3)`` of ``motion (T, D)`` (frames ``start``.. of the path), ``renderer.batch``
+    frames per compiled call."""
+    for s in range(0, len(motion), renderer.batch):
+        x = motion[s:s + renderer.batch]
+        views = np.stack([path.viewmat(start + s + i, total) for i in range(len(x))])
+        yield renderer.render_batch(x, views)

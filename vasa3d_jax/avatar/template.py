@@ -28,7 +28,7 @@ from vasa3d_jax.avatar import gaussians as gs
 from vasa3d_jax.avatar.avatar import AvatarConfig, GaussianAvatar, region_colors
 from vasa3d_jax.avatar.io import Avatar
 from vasa3d_jax.head import HeadModel, template_head
-from vasa3d_jax.head import template as tpl
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.motion_space import MotionSpace
 
 # ---- template colouring (eq. 1; albedos are sRGB values chosen by eye) -------------------------------
@@ -45,11 +45,6 @@ IRIS = (0.36, 0.24, 0.14)
 PUPIL = (0.04, 0.04, 0.04)
 IRIS_RADIUS_M = 0.006  # adult visible iris diameter ~ 12 mm
 PUPIL_RADIUS_M = 0.002  # pupil diameter ~ 4 mm in room light
-LIP_OUTER_CORNERS = (61, 291)  # MediaPipe face mesh, face_mesh_connections.py: FACEMESH_LIPS outer corners
-# MediaPipe face mesh, face_mesh_connections.py: FACEMESH_LEFT_EYEBROW / FACEMESH_RIGHT_EYEBROW, each
-# a lower and an upper line from the inner to the outer end.
-BROW_L = ((285, 295, 282, 283, 276), (336, 296, 334, 293, 300))
-BROW_R = ((55, 65, 52, 53, 46), (107, 66, 105, 63, 70))
 # Template avatar Gaussians: flat along the triangle normal (local axis 1, binding.py eq. 2) and
 # nearly opaque, so the mesh surface renders as a closed skin.
 TEMPLATE_OPACITY = 0.95
@@ -117,9 +112,8 @@ def skin_colors(head: HeadModel) -> np.ndarray:
         albedo[sel if mask is None else sel & mask] = color
 
     lmk = np.asarray(head.landmark_vertices)
-    lips = [LIP_OUTER_CORNERS[0], *tpl.LIP_OUTER_UPPER, LIP_OUTER_CORNERS[1], *tpl.LIP_OUTER_LOWER[::-1]]
-    part("face", LIPS, _inside(centroid[:, :2], v[lmk[lips], :2]))
-    for lower, upper in (BROW_L, BROW_R):
+    part("face", LIPS, _inside(centroid[:, :2], v[lmk[list(landmarks.LIP_OUTER_RING)], :2]))
+    for lower, upper in (landmarks.BROW_L, landmarks.BROW_R):
         part("face", BROWS, _inside(centroid[:, :2], v[lmk[list(lower) + list(upper[::-1])], :2]))
     part("mouth", MOUTH_INTERIOR)
     part("teeth", TEETH)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.constants import FPS, SAMPLE_RATE
+from vasa3d_jax.constants import SAMPLE_RATE
 from vasa3d_jax.export.ply import read_ply, write_ply
 from vasa3d_jax.export.serve import serve
 from vasa3d_jax.export.web import WebRig, bake, copy_player, decode_frame, read_web, write_web
@@ -55,21 +55,19 @@ def export_web(avatar, out_dir: str | os.PathLike, motion=None, audio=None, *, k
     default the shipped model; ``key`` default ``jax.random.key(0)``). One of the two is needed.
     Returns write_web's summary (sizes, kB per second).
     """
-    from vasa3d_jax import pipeline
+    from vasa3d_jax.audio import load_speech
 
     if motion is None and audio is None:
         raise ValueError("export_web needs motion (T, D) latents or audio (a speech file or waveform)")
-    wav = None if audio is None else pipeline.load_waveform(audio)
+    wav = None if audio is None else load_speech(audio)
     if motion is None:
-        from vasa3d_jax.motion import generate, load_default_model
-        from vasa3d_jax.audio import speech_features
+        from vasa3d_jax.motion import generate_from_audio, load_default_model
 
         generator = generator or load_default_model()
         if generator.space != avatar.space:
             raise ValueError("the motion generator's space differs from the avatar's; pass motion or a "
                              "generator trained in the avatar's space")
-        feats = speech_features(wav, fps=FPS, encoder=generator.feature_encoder)
-        motion = generate(generator, feats, None, key, generator.sampler)
+        motion = generate_from_audio(generator, wav, None, key, generator.sampler)
     rig = bake(avatar, np.asarray(motion, np.float32), size=size, **bake_kw)
     summary = write_web(rig, out_dir, audio=wav, sample_rate=SAMPLE_RATE)
     if ply:

@@ -37,7 +37,7 @@ class Chromium:
 
         binary = binary or find_chromium()
         if binary is None:
-            raise FileNotFoundError("no Chromium found; install it with `apt-get install chromium` (make setup)")
+            raise FileNotFoundError("no Chromium found; install it with `apt-get install chromium` (or `make setup-web`)")
         self.profile = pathlib.Path(tempfile.mkdtemp(prefix="vasa3d-chromium-"))
         self.log = open(self.profile / "stderr.log", "wb")
         self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self.profile}",

@@ -161,7 +161,7 @@ def bake(avatar, motion: np.ndarray, *, fps: float | None = None, vertex_step: f
     """Bakes ``avatar`` (avatar.io.Avatar) driven by ``motion (T, D)`` into a ``WebRig`` (eqs. 1-2).
 
     size / background: the player's default canvas size and background (its front camera is the
-    pipeline's "front" camera at that size).
+    "front" camera path's camera at that size).
     """
     from vasa3d_jax import camera
 
@@ -301,7 +301,7 @@ def write_web(rig: WebRig, out_dir: str | os.PathLike, audio: np.ndarray | None 
 
 def copy_player(out_dir: str | os.PathLike) -> None:
     """Copies the player (index.html + its modules, ply.html) and the npm modules they import (from
-    web/node_modules, installed by ``make setup`` from the committed lock file) into ``out_dir``: the
+    web/node_modules, installed by ``make setup-web`` from the committed lock file) into ``out_dir``: the
     export works offline."""
     out = pathlib.Path(out_dir)
     src = pathlib.Path(__file__).resolve().parent / "player"
@@ -311,7 +311,7 @@ def copy_player(out_dir: str | os.PathLike) -> None:
     for rel, dest in NPM_FILES.items():
         if not (modules / rel).is_file():
             raise FileNotFoundError(f"{modules / rel} is missing: install the player's JavaScript with "
-                                    f"`make setup` (or `cd {WEB_ROOT} && npm ci`)")
+                                    f"`make setup-web` (or `cd {WEB_ROOT} && npm ci`; npm comes with Node.js)")
         (out / "lib" / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(modules / rel, out / "lib" / dest)
 

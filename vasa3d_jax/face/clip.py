@@ -1,4 +1,4 @@
-"""Talking-face video -> a motion training clip (``vasa3d encode --video clip.mp4 --out clip.npz``).
+"""Talking-face video -> a motion training clip's arrays (``vasa3d encode --video clip.mp4 --out clip.npz``).
 
     frames ──analyze_faces (batches of BATCH)──► landmarks, iris, valid ──encode_motion──► x_i (video rate)
            ──interpolate missing frames, resample to 25 fps──► motion (T, D)   + audio at 16 kHz
@@ -12,9 +12,10 @@ with x(t) the piecewise-linear interpolant through the valid frames at their pre
 (held constant before the first and after the last valid frame). Frames where no face was found
 are reported (count and times), never filled with zeros; a clip without any face is an error.
 
-The written file follows ``vasa3d_jax/motion/data.py``: ``motion`` (T, D) float32, ``audio`` (S,)
-float32 at 16 kHz when the video has a sound track, and ``distance`` (head-to-camera distance,
-metres, the fitted camera's |c|).
+The clip's arrays follow ``vasa3d_jax/motion/data.py``: ``motion`` (T, D) float32 at 25 fps,
+``audio`` (S,) float32 at 16 kHz when the video has a sound track, and ``distance`` (head-to-camera
+distance, metres, the fitted camera's |c|). The face layer does not write clips (it sits below
+``motion``); ``motion.data.write_clip(path, **encode_video(video)["clip"])`` does, as ``vasa3d encode``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vasa3d_jax.motion.data import FPS, SAMPLE_RATE
+from vasa3d_jax.constants import FPS, SAMPLE_RATE
 from vasa3d_jax.motion_space import MotionSpace
 
 BATCH = 32  # frames per analyze_faces call (one compiled shape; the last batch is padded)
@@ -130,12 +131,11 @@ def resample(x: np.ndarray, times: np.ndarray, valid: np.ndarray, fps: float, du
     return np.stack([np.interp(t_out, t_in, x_in[:, k]) for k in range(x.shape[1])], 1).astype(np.float32)
 
 
-def encode_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None, *, head=None,
-                 space: MotionSpace | None = None, smooth: float = 0.0, backend: str = "flax",
-                 progress: bool = True) -> dict:
-    """Video -> motion clip (module docstring); writes ``out`` (.npz) when given. Returns a summary
-    dict (frames, missing frames and their times, fps, timings, fit errors) and, under "clip", the
-    arrays written."""
+def encode_video(path: str | pathlib.Path, *, head=None, space: MotionSpace | None = None,
+                 smooth: float = 0.0, backend: str = "flax", progress: bool = True) -> dict:
+    """Video -> motion clip (module docstring). Returns a summary dict (frames, missing frames and
+    their times, fps, timings, fit errors) and, under "clip", the clip's arrays (``write_clip``'s
+    keyword arguments)."""
     from tqdm import tqdm
 
     from vasa3d_jax.audio.io import load_audio
@@ -173,13 +173,9 @@ def encode_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None
     except ValueError as err:
         if "no audio stream" not in str(err):
             raise
-    if out is not None:
-        out = pathlib.Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **clip)
     rel = fit.relative_error()[fit.valid]
     return {
-        "video": str(path), "out": None if out is None else str(out),
+        "video": str(path),
         "video_frames": n, "video_fps": round(float(1.0 / frame_dt), 3), "image_size": list(frames.image_size),
         "motion_frames": int(motion.shape[0]), "motion_fps": space.fps,
         "missing_frames": int(len(missing)),

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -82,37 +82,20 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from vasa3d_jax.avatar.avatar import AvatarConfig, base_priors
-from vasa3d_jax.avatar.binding import rotmat_to_quat
+from vasa3d_jax.camera import camera_from_estimate, intrinsics, pose_viewmat
+from vasa3d_jax.geometry import rotmat_to_quat
 from vasa3d_jax.head import geometry
 from vasa3d_jax.head import lbs as lbs_lib
-from vasa3d_jax.head import template
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.head.base import JOINTS, PARENTS, HeadModel
+from vasa3d_jax.head.landmarks import EYE_R_CORNERS, FACE_OVAL, OUTER_CANTHI
+from vasa3d_jax.head.prior import base_priors
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render.types import Camera
 
-# ---- MediaPipe landmark index sets (mediapipe-face.md §5; face_mesh_connections.py) -------------
-# FACEMESH_FACE_OVAL, clockwise from the forehead (10): contour points that slide with pose.
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-# Eye corners: subject's right eye 33 (outer) / 133 (inner), left eye 263 / 362 (FACEMESH_RIGHT_EYE /
-# FACEMESH_LEFT_EYE); the outer canthi define the inter-ocular distance s of eq. 5.
-EYE_R_CORNERS = (33, 133)
-EYE_L_CORNERS = (263, 362)
-OUTER_CANTHI = (33, 263)
-# Eyelids (refinement lists of tensors_to_face_landmarks_with_attention.pbtxt; middles 159/145, 386/374).
-EYE_R_UPPER = (246, 161, 160, 159, 158, 157, 173)
-EYE_R_LOWER = (7, 163, 144, 145, 153, 154, 155)
-EYE_L_UPPER = (466, 388, 387, 386, 385, 384, 398)
-EYE_L_LOWER = (249, 390, 373, 374, 380, 381, 382)
-# Lips (same lists): inner contour 78..308, outer 61..291; the opening is the distance 13-14.
-LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
-LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
-MOUTH_OPENING = (13, 14)
+# ---- MediaPipe landmark indices beyond head/landmarks.py's tables --------------------------------
 # Gaze: the iris model's centre point (index 0 of its 5; mediapipe-face.md §4.3), one per eye,
-# matched to the eye whose corners (EYE_R_CORNERS / EYE_L_CORNERS) it lies between.
+# matched to the eye whose corners (landmarks.EYE_R_CORNERS / EYE_L_CORNERS) it lies between.
 IRIS_CENTRE = 0
 # Rigid init weights: MediaPipe geometry_pipeline_metadata_landmarks.pbtxt (portrait-notes.md §1.3);
 # the two groups the notes give as a range (0.014-0.019, 0.005-0.010) take its midpoint.
@@ -177,18 +160,38 @@ class LandmarkModel:
         return self.basis.shape[-1]
 
 
-_MODELS: dict[int, tuple[Any, Any, LandmarkModel]] = {}
+class _HeadContent:
+    """A head model compared and hashed by a digest of everything it holds (its array leaves, their
+    shapes and dtypes, and its static fields), so ``functools.lru_cache`` can key on it: two
+    equal heads share one entry, a changed head never hits a stale one."""
+
+    def __init__(self, head: HeadModel):
+        self.head = head
+        h = hashlib.sha256()
+        leaves, treedef = jax.tree_util.tree_flatten(head)
+        h.update(repr(treedef).encode())
+        for leaf in leaves:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        self.digest = h.digest()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _HeadContent) and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
 
 
 def landmark_model(head: HeadModel, space: MotionSpace, num_modes: int = IDENTITY_MODES) -> LandmarkModel:
-    """The reduced model of ``head`` for ``space`` (built once per head object, ~0.2 s)."""
-    key = (id(head), space, num_modes)
-    hit = _MODELS.get(key)
-    if hit is not None and hit[0] is head:
-        return hit[2]
-    model = _build_landmark_model(head, space, num_modes)
-    _MODELS[key] = (head, space, model)
-    return model
+    """The reduced model of ``head`` for ``space`` (seconds to build; the last few are kept, keyed
+    by the head's content, ``_landmark_model``)."""
+    return _landmark_model(_HeadContent(head), space, num_modes)
+
+
+@functools.lru_cache(maxsize=4)
+def _landmark_model(head: _HeadContent, space: MotionSpace, num_modes: int) -> LandmarkModel:
+    return _build_landmark_model(head.head, space, num_modes)
 
 
 def _build_landmark_model(head: HeadModel, space: MotionSpace, num_modes: int) -> LandmarkModel:
@@ -238,22 +241,13 @@ def _build_landmark_model(head: HeadModel, space: MotionSpace, num_modes: int) -
         lbs_weights=jnp.asarray(np.concatenate([weights[ids], np.zeros((nj, nj))]), jnp.float32),
         landmark_vertices=jnp.arange(len(lmk), dtype=jnp.int32), lmk_faces_idx=None, lmk_bary_coords=None,
         laplacian_edges=None, region_names=head.region_names, kind=head.kind)
-    p_exp, p_pose = base_priors(space, head, AvatarConfig())
-    normals = _vertex_normals(v, faces)[lmk]
+    p_exp, p_pose = base_priors(space, head)
+    normals = geometry.vertex_normals(v, faces)[lmk]
     return LandmarkModel(
         head=reduced, basis=jnp.asarray(basis, jnp.float32),
         prior_chol=jnp.asarray(np.linalg.cholesky(precision).T, jnp.float32),
         p_exp=p_exp, p_pose=p_pose, normals=jnp.asarray(normals, jnp.float32),
         template=jnp.asarray(v[lmk], jnp.float32), vertex_ids=jnp.asarray(ids, jnp.int32))
-
-
-def _vertex_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    t = v[faces]
-    fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])  # area-weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def _template_identity_basis(head: HeadModel, num_modes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +300,7 @@ def _template_identity_basis(head: HeadModel, num_modes: int) -> tuple[np.ndarra
         precision[axis::3, axis::3] = p
     # Eq. 4, identity vs expression: the inner-lip pairs keep their separation, and identity stays
     # orthogonal to every unit expression field a_k (row r_k: r_k[c::3] = Φᵀ â_k[:, c]).
-    seal = phi[list(template.LIP_INNER_UPPER)] - phi[list(template.LIP_INNER_LOWER)]  # paired in order
+    seal = phi[list(landmarks.LIP_INNER_UPPER)] - phi[list(landmarks.LIP_INNER_LOWER)]  # paired in order
     for axis in range(3):
         precision[axis::3, axis::3] += seal.T @ seal / SIGMA_SEAL**2
     for field in _expression_fields(head)[lmk].transpose(2, 0, 1):
@@ -380,8 +374,6 @@ class MotionFit:
     def camera(self) -> Camera:
         """The renderer's camera of the photo/video (the same for every frame: head motion is in x),
         through ``camera.camera_from_estimate``."""
-        from vasa3d_jax.camera import camera_from_estimate
-
         h, w = self.image_size
         return camera_from_estimate(self.K, self.viewmat[:3, :3], self.viewmat[:3, 3], int(w), int(h))
 
@@ -770,7 +762,7 @@ def _oval_weights(model, rot_cam, mask):
     OVAL_WEIGHT · max(0, n·v)² on the face oval (weights on squared residuals)."""
     n_cam = jnp.einsum("tij,nj->tni", rot_cam, model.normals)  # normals in the camera-like frame
     facing = jnp.clip(-n_cam[..., 2], 0.0, 1.0)  # z points away from the camera
-    w = jnp.ones((468,)).at[jnp.asarray(LIPS_INNER_UPPER + LIPS_INNER_LOWER)].set(jnp.sqrt(INNER_LIP_WEIGHT))
+    w = jnp.ones((468,)).at[jnp.asarray(landmarks.LIP_INNER_RING)].set(jnp.sqrt(INNER_LIP_WEIGHT))
     w = w.at[jnp.asarray(FACE_OVAL)].set(0.0)
     oval = jnp.zeros((468,)).at[jnp.asarray(FACE_OVAL)].set(1.0)
     return (w + oval * jnp.sqrt(OVAL_WEIGHT) * facing**2) * mask[:, None]
@@ -895,11 +887,9 @@ def encode_motion(analysis, head: HeadModel, space: MotionSpace | None = None, *
     mean_t = x[valid, tr].mean(0)
     x[:, tr] -= mean_t
     centre = centre + R_CAMERA @ mean_t
-    viewmat = np.eye(4, dtype=np.float32)
-    viewmat[:3, :3] = R_CAMERA
-    viewmat[:3, 3] = centre
+    viewmat = pose_viewmat(R_CAMERA, centre)
     fpx = float(np.exp(log_f))
-    kmat = np.array([[fpx, 0, w / 2.0], [0, fpx, h / 2.0], [0, 0, 1]], np.float32)
+    kmat = np.asarray(intrinsics(fpx, fpx, w / 2.0, h / 2.0))
     identity = np.einsum("vck,k->vc", np.asarray(model.basis), b)
     identity = identity.reshape(-1) if head.shapedirs is None else _flame_shape(head, b)
     return MotionFit(latents=x.astype(np.float32), identity=identity.astype(np.float32),

@@ -11,9 +11,12 @@ at +0.5, as the camera in DESIGN.md).
    centre, sampled corner-to-corner (no half-pixel shift): tensor pixel i <- tl + i L / 128;
    bilinear, zero border, scaled to [-1, 1] (the letterbox becomes -1).
 2. Anchors (§2.2): 16x16 cells x 2 (stride 8), then 8x8 x 6 (stride 16); centre ((x+.5)/W_fm,
-   (y+.5)/H_fm), w = h = 1.
-3. Decoding (§2.3): centre = raw[0:2]/128 + anchor, size = raw[2:4]/128, keypoint k = raw[4+2k:6+2k]
-   /128 + anchor; score = sigmoid(clip(logit, -100, 100)), kept if >= 0.5.
+   (y+.5)/H_fm), w = h = 1. The full-range detector (``face_detection_full_range.pbtxt`` at MP commit
+   c688862570156908cd95303afb06beb0935e5cc6: 192x192 input, num_layers 1, strides 4,
+   interpolated_scale_aspect_ratio 0, so one anchor per cell) has 48x48 cells x 1 = 2304 anchors.
+3. Decoding (§2.3): centre = raw[0:2]/S + anchor, size = raw[2:4]/S, keypoint k = raw[4+2k:6+2k]
+   /S + anchor (S = the input side, 128 or 192: x/y/w/h_scale); score = sigmoid(clip(logit, -100,
+   100)), kept if >= 0.5 (short range) or >= 0.6 (full range: min_score_thresh in the same file).
 4. Weighted NMS (§2.5): repeatedly take the best remaining detection; its cluster is every remaining
    one with IoU > 0.3; output the score-weighted mean box and keypoints with the best one's score.
    Here a fixed number K of iterations with a validity mask (static shapes).
@@ -35,14 +38,16 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "DETECTOR_SIZE", "MESH_SIZE", "IRIS_SIZE", "anchors", "bilinear", "detector_input",
+    "DETECTOR_SIZE", "FULL_RANGE_SIZE", "DETECTORS", "MESH_SIZE", "IRIS_SIZE", "anchors", "bilinear", "detector_input",
     "decode_detections", "weighted_nms", "mesh_roi", "roi_crop", "project", "eye_rois",
 ]
 
 DETECTOR_SIZE = 128        # face_detection_short_range.tflite input
+FULL_RANGE_SIZE = 192      # face_detection_full_range_sparse.tflite input
 MESH_SIZE = 192            # face_landmark.tflite input
 IRIS_SIZE = 64             # iris_landmark.tflite input
 MIN_SCORE = 0.5            # face_detection.pbtxt: min_score_thresh
+FULL_RANGE_MIN_SCORE = 0.6  # face_detection_full_range.pbtxt: min_score_thresh
 NMS_IOU = 0.3              # face_detection.pbtxt: min_suppression_threshold
 SCORE_CLIP = 100.0         # face_detection.pbtxt: score_clipping_thresh
 MESH_ROI_SCALE = 1.5       # face_detection_front_detection_to_roi.pbtxt: scale_x/y
@@ -50,10 +55,16 @@ EYE_ROI_SCALE = 2.3        # iris_landmark_landmarks_to_roi.pbtxt: scale_x/y
 EYE_CORNERS = ((33, 133), (362, 263))  # iris_tracking_cpu.pbtxt: start -> end; the second is flipped
 
 
-def anchors() -> np.ndarray:
-    """(896, 2) anchor centres in [0, 1] tensor units, in the model's output order (§2.2)."""
+# detector -> (input side, min score, ((feature map side, anchors per cell), ...)) (items 2-3 above)
+DETECTORS = {"short": (DETECTOR_SIZE, MIN_SCORE, ((16, 2), (8, 6))),
+             "full": (FULL_RANGE_SIZE, FULL_RANGE_MIN_SCORE, ((48, 1),))}
+
+
+def anchors(detector: str = "short") -> np.ndarray:
+    """(896, 2) (short range) or (2304, 2) (full range) anchor centres in [0, 1] tensor units, in the
+    model's output order (§2.2)."""
     out = []
-    for fm, per_cell in ((16, 2), (8, 6)):
+    for fm, per_cell in DETECTORS[detector][2]:
         y, x = np.meshgrid(np.arange(fm), np.arange(fm), indexing="ij")
         c = np.stack([(x + 0.5) / fm, (y + 0.5) / fm], -1).reshape(-1, 1, 2)
         out.append(np.repeat(c, per_cell, axis=1).reshape(-1, 2))
@@ -98,15 +109,15 @@ def _axis_taps(coord, n: int):
             (1 - f) * inside(c0), f * inside(c0 + 1))
 
 
-def detector_input(image):
-    """(H, W, 3) in [0, 1] -> (128, 128, 3) in [-1, 1]: letterboxed, corner-to-corner (§2.1).
+def detector_input(image, size: int = DETECTOR_SIZE):
+    """(H, W, 3) in [0, 1] -> (size, size, 3) in [-1, 1]: letterboxed, corner-to-corner (§2.1).
 
     The grid is axis-aligned, so the bilinear warp is separable: interpolate the 128 needed rows,
     then the 128 columns of those (two contiguous gathers instead of 4 x 128^2 point gathers).
     """
     h, w, _ = image.shape
     left, top, side = letterbox(h, w)
-    t = jnp.arange(DETECTOR_SIZE, dtype=jnp.float32) * (side / DETECTOR_SIZE)
+    t = jnp.arange(size, dtype=jnp.float32) * (side / size)
     y0, y1, wy0, wy1 = _axis_taps(top + t, h)
     x0, x1, wx0, wx1 = _axis_taps(left + t, w)
     rows = image[y0] * wy0[:, None, None] + image[y1] * wy1[:, None, None]   # (128, W, 3)
@@ -114,18 +125,18 @@ def detector_input(image):
     return out * 2.0 - 1.0
 
 
-def decode_detections(regressors, logits, anchor):
-    """(896, 16), (896, 1) -> boxes (896, 4) xmin ymin xmax ymax, keypoints (896, 6, 2), scores (896,).
+def decode_detections(regressors, logits, anchor, size: int = DETECTOR_SIZE, min_score: float = MIN_SCORE):
+    """(A, 16), (A, 1) -> boxes (A, 4) xmin ymin xmax ymax, keypoints (A, 6, 2), scores (A,).
 
-    All in [0, 1] tensor units (§2.3-2.4).
+    All in [0, 1] tensor units (§2.3-2.4); size is the detector's input side, min_score its threshold.
     """
-    r = regressors / DETECTOR_SIZE
+    r = regressors / size
     centre = r[:, 0:2] + anchor
     size = r[:, 2:4]
     boxes = jnp.concatenate([centre - size / 2, centre + size / 2], -1)
     keypoints = r[:, 4:].reshape(-1, 6, 2) + anchor[:, None]
     scores = jax.nn.sigmoid(jnp.clip(logits[:, 0], -SCORE_CLIP, SCORE_CLIP))
-    valid = (scores >= MIN_SCORE) & (size[:, 0] > 0) & (size[:, 1] > 0)  # ConvertToDetections
+    valid = (scores >= min_score) & (size[:, 0] > 0) & (size[:, 1] > 0)  # ConvertToDetections
     return boxes, keypoints, jnp.where(valid, scores, -1.0)
 
 
@@ -151,7 +162,7 @@ def weighted_nms(boxes, keypoints, scores, max_faces: int):
         s = jnp.where(remaining, scores, -1.0)
         best = s.max()
         top = jnp.arange(n) == jnp.argmax(s)
-        ok = best >= MIN_SCORE
+        ok = best >= 0.0  # decode_detections marks candidates under the threshold with -1
         top_box = jnp.where(top[:, None], boxes, 0.0).sum(0)
         members = (remaining & (_iou(top_box, boxes) > NMS_IOU) | top) & ok
         wts = jnp.where(members, scores, 0.0)
@@ -160,7 +171,7 @@ def weighted_nms(boxes, keypoints, scores, max_faces: int):
         kps = (wts[:, None, None] * keypoints).sum(0) / total
         return remaining & ~members, (box, kps, jnp.where(ok, best, 0.0), ok)
 
-    _, (b, k, s, v) = jax.lax.scan(step, scores >= MIN_SCORE, None, length=max_faces)
+    _, (b, k, s, v) = jax.lax.scan(step, scores >= 0.0, None, length=max_faces)
     return b, k, s, v
 
 

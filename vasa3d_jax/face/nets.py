@@ -1,4 +1,4 @@
-"""MediaPipe's three face CNNs as Flax modules, built from the graphs in the ``.tflite`` files.
+"""MediaPipe's face CNNs as Flax modules, built from the graphs in the ``.tflite`` files.
 
 ``TFLiteNet`` is one Flax Linen module whose structure is the op list that ``tflite_graph`` reads
 from a model file (every layer, in MediaPipe's order) and whose parameters are that file's weights
@@ -7,6 +7,10 @@ from a model file (every layer, in MediaPipe's order) and whose parameters are t
 - BlazeFace short range: 5x5/2 stem conv + ReLU, 16 BlazeBlocks
   ``y = ReLU(PW(DW3x3_s(x)) + pad_c(maxpool_s(x)))``, two SSD heads (16x16x88 -> 2 anchors/cell,
   8x8x96 -> 6 anchors/cell), 896 x (16 regressors, 1 logit).
+- BlazeFace full range (``face_detection_full_range_sparse.tflite``): 3x3/2 stem conv + ReLU at 96x96,
+  bottleneck residual blocks (explicit 1-px PAD, DW 3x3 VALID, 1x1 conv, fused ReLU), down to 6x6,
+  then a feature pyramid back up (RESIZE_BILINEAR x2 + ADD) to 48x48; each head is a 1x1 conv,
+  DW 3x3/2 and DEPTH_TO_SPACE 2 -> 48x48 cells x 1 anchor = 2304 x (16 regressors, 1 logit).
 - face mesh ("facemesh-lite"): 3x3/2 stem + PReLU, BlazeBlocks with PReLU, a mesh head ending in a
   3x3/3 conv to 1404 = 468 x (x, y, z) and a face-flag head (1 logit).
 - iris: 3x3/2 stem + PReLU, bottleneck residual blocks (1x1 or 2x2/2 reduce, DW 3x3, 1x1 expand,
@@ -23,6 +27,9 @@ The ops and how they map onto XLA (layouts converted at load time, see ``tflite_
   PAD                zero channels appended at the end (residual skips that widen)
   MAX_POOL_2D        ``lax.reduce_window`` max
   RESHAPE / CONCAT   on the batch-major arrays (the files' batch of 1 becomes N)
+  RESIZE_BILINEAR    TFLite's half-pixel-centre rule (``resize_bilinear``)
+  DEPTH_TO_SPACE     y[h b + i, w b + j, c] = x[h, w, (i b + j) C + c] (TensorFlow's order)
+  fused RELU         ``activation`` of CONV_2D / ADD applied after the op
 
 All arithmetic is float32 at HIGHEST matmul precision. Outputs equal LiteRT's to float32 rounding
 (tests/face/test_nets.py states the tolerances).
@@ -35,12 +42,13 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from . import assets
 from .tflite_graph import Graph, Op, read_tflite
 
-__all__ = ["TFLiteNet", "load_net", "apply_chunked", "CHUNK", "detector", "landmarks", "iris"]
+__all__ = ["TFLiteNet", "load_net", "apply_chunked", "CHUNK", "detector", "full_range_detector", "landmarks", "iris"]
 
 # Images per sequential step in ``apply_chunked``. XLA:CPU runs each op over the whole batch before
 # the next one; at batch 32 the activations (e.g. 32 x 96 x 96 x 16 floats = 19 MB) leave the cache
@@ -86,6 +94,24 @@ def conv(x, kernel, bias, stride, padding):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HI) + bias
 
 
+def _resize_taps(n_in: int, n_out: int):
+    """TFLite's half-pixel bilinear taps along one axis: source s = (i + 1/2) n_in / n_out - 1/2,
+    lower = max(floor(s), 0), upper = min(ceil(s), n_in - 1), weight of upper = s - lower."""
+    s = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    lo = np.maximum(np.floor(s), 0).astype(np.int32)
+    hi = np.minimum(np.ceil(s), n_in - 1).astype(np.int32)
+    return lo, hi, (s - lo).astype(np.float32)
+
+
+def resize_bilinear(x, size):
+    """x (N, H, W, C) -> (N, h, w, C), TFLite RESIZE_BILINEAR with half_pixel_centers (reference_ops
+    ResizeBilinear: y = (1 - fy)((1 - fx) x[lo_y, lo_x] + fx x[lo_y, hi_x]) + fy(...))."""
+    (y0, y1, fy), (x0, x1, fx) = _resize_taps(x.shape[1], size[0]), _resize_taps(x.shape[2], size[1])
+    fy, fx = fy[:, None, None], fx[:, None]
+    rows = x[:, y0] * (1 - fy) + x[:, y1] * fy
+    return rows[:, :, x0] * (1 - fx) + rows[:, :, x1] * fx
+
+
 def max_pool(x, window, stride, padding):
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *stride, 1), padding)
 
@@ -115,6 +141,10 @@ class TFLiteNet(nn.Module):
         return self.param(name, nn.initializers.zeros, shape, jnp.float32)
 
     def _apply(self, op: Op, xs):
+        y = self._linear(op, xs)
+        return jax.nn.relu(y) if op.activation == "RELU" else y
+
+    def _linear(self, op: Op, xs):
         k = op.kind
         if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             cin = xs[0].shape[-1]
@@ -133,13 +163,20 @@ class TFLiteNet(nn.Module):
         if k == "ADD":
             return xs[0] + xs[1]
         if k == "PAD":
-            return jnp.pad(xs[0], ((0, 0), (0, 0), (0, 0), op.shape))
+            return jnp.pad(xs[0], ((0, 0), *op.pads))
         if k == "MAX_POOL_2D":
             return max_pool(xs[0], op.window, op.stride, op.padding)
         if k == "RESHAPE":
             return xs[0].reshape(xs[0].shape[0], *op.shape)
         if k == "CONCATENATION":
             return jnp.concatenate(xs, axis=op.axis)
+        if k == "RESIZE_BILINEAR":
+            return resize_bilinear(xs[0], op.shape[:2])
+        if k == "DEPTH_TO_SPACE":
+            n, h, w, c = xs[0].shape
+            b = op.block
+            y = xs[0].reshape(n, h, w, b, b, c // (b * b)).transpose(0, 1, 3, 2, 4, 5)
+            return y.reshape(n, h * b, w * b, c // (b * b))
         raise ValueError(f"unsupported op {k}")
 
 def apply_chunked(module: TFLiteNet, variables, x, chunk: int = CHUNK):
@@ -168,6 +205,11 @@ def load_net(name: str) -> tuple[TFLiteNet, dict]:
 def detector():
     """BlazeFace short range: (N, 128, 128, 3) in [-1, 1] -> (regressors (N, 896, 16), logits (N, 896, 1))."""
     return load_net(assets.DETECTOR)
+
+
+def full_range_detector():
+    """BlazeFace full range: (N, 192, 192, 3) in [-1, 1] -> (regressors (N, 2304, 16), logits (N, 2304, 1))."""
+    return load_net(assets.FULL_RANGE_DETECTOR)
 
 
 def landmarks():

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.avatar.avatar import AvatarConfig, base_priors
+from vasa3d_jax.camera import intrinsics, pose_viewmat, project_points
 from vasa3d_jax.face import encode
 from vasa3d_jax.head.base import HeadModel
+from vasa3d_jax.head.prior import base_priors
 from vasa3d_jax.motion_space import MotionSpace
 
 
@@ -63,7 +64,7 @@ def random_latents(space: MotionSpace, key: jax.Array, n: int, max_yaw_deg: floa
 
 def posed_vertices(head: HeadModel, space: MotionSpace, latents, identity) -> jax.Array:
     """(T, D) -> (T, V, 3): avatar.py eqs. (1)-(3) with the untrained (prior-only) base networks."""
-    p_exp, p_pose = base_priors(space, head, AvatarConfig())
+    p_exp, p_pose = base_priors(space, head)
     z_dyn, z_pose = space.split(jnp.asarray(latents))
     e, p = z_dyn @ p_exp, z_pose @ p_pose
     n = head.num_expression
@@ -77,12 +78,11 @@ def project_landmarks(head: HeadModel, space: MotionSpace, latents, identity, K,
     """Landmarks and iris centres of ``latents`` seen by (K, viewmat), plus Gaussian pixel noise."""
     model = encode.landmark_model(head, space)
     v = posed_vertices(head, space, latents, jnp.asarray(identity))[:, model.vertex_ids]
-    cam = v @ jnp.asarray(viewmat)[:3, :3].T + jnp.asarray(viewmat)[:3, 3]
-    uv = cam[..., :2] / cam[..., 2:3] @ jnp.asarray(K)[:2, :2].T + jnp.asarray(K)[:2, 2]
+    uv, depth = project_points(v, viewmat, K)
     if noise_px > 0:
         uv = uv + noise_px * jax.random.normal(key, uv.shape)
-    zbar = cam[:, :468, 2].mean(-1, keepdims=True)
-    z = K[0][0] * (cam[:, :468, 2] - zbar) / zbar / image_size[1]
+    zbar = depth[:, :468].mean(-1, keepdims=True)
+    z = K[0][0] * (depth[:, :468] - zbar) / zbar / image_size[1]
     lmk = jnp.concatenate([uv[:, :468], z[..., None]], -1)
     iris = jnp.broadcast_to(uv[:, 468:, None, :], (len(latents), 2, 5, 2))
     return SyntheticFaces(landmarks=np.asarray(lmk, np.float32), iris=np.asarray(iris, np.float32),
@@ -92,8 +92,4 @@ def project_landmarks(head: HeadModel, space: MotionSpace, latents, identity, K,
 def camera_for(image_size: tuple[int, int], focal: float, distance: float) -> tuple[np.ndarray, np.ndarray]:
     """(K, viewmat) of encode.py eq. 2: a frontal camera ``distance`` metres from the head centre."""
     h, w = image_size
-    K = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]], np.float32)
-    viewmat = np.eye(4, dtype=np.float32)
-    viewmat[:3, :3] = encode.R_CAMERA
-    viewmat[:3, 3] = (0.0, 0.0, distance)
-    return K, viewmat
+    return np.asarray(intrinsics(focal, focal, w / 2, h / 2)), pose_viewmat(encode.R_CAMERA, (0.0, 0.0, distance))

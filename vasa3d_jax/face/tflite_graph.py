@@ -1,4 +1,4 @@
-"""A small reader for the three ``.tflite`` flatbuffers: the op list and the weights, as numpy.
+"""A small reader for MediaPipe's face ``.tflite`` flatbuffers: the op list and the weights, as numpy.
 
 The ``tflite`` package (generated from TensorFlow's ``schema.fbs``) parses the flatbuffer; this
 module turns subgraph 0 into a static, hashable ``Graph`` (the ops in execution order, with their
@@ -10,6 +10,12 @@ ones ``nets.py`` uses (``shared/reference/mediapipe-face.md`` §1.4):
   CONV_2D kernel            OHWI [out, kh, kw, in]  -> HWIO (transpose 1, 2, 3, 0)
   DEPTHWISE_CONV_2D kernel  1HWC                    -> HWC (depth multiplier 1 in all three models)
   PRELU alpha               [1, 1, C]               -> [C]
+
+The full-range detector (``face_detection_full_range_sparse.tflite``) adds what the other three do
+not use: sparse weights (``DENSIFY``: each tensor's last dimension stored in CSR form, schema.fbs
+``SparsityParameters``; densified here once, so the op disappears like ``DEQUANTIZE``), activations
+fused into ``CONV_2D`` / ``ADD`` (``fused_activation_function`` RELU), explicit spatial ``PAD`` before
+VALID convolutions, ``RESIZE_BILINEAR`` (half-pixel centres) and ``DEPTH_TO_SPACE``.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ __all__ = ["Op", "Graph", "read_tflite"]
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64}
 # schema.fbs Padding
 _PADDING = {0: "SAME", 1: "VALID"}
+# schema.fbs ActivationFunctionType
+_ACTIVATION = {0: "", 1: "RELU"}
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "RELU", "ADD", "PAD", "MAX_POOL_2D",
-             "RESHAPE", "CONCATENATION")
+             "RESHAPE", "CONCATENATION", "RESIZE_BILINEAR", "DEPTH_TO_SPACE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +48,11 @@ class Op:
     window: tuple[int, int] = (1, 1)
     padding: str = "VALID"         # 'SAME' (TensorFlow rule, as lax) or 'VALID'
     axis: int = 0                  # CONCATENATION axis
-    shape: tuple[int, ...] = ()    # RESHAPE output shape (batch excluded); PAD (low, high) channels
+    shape: tuple[int, ...] = ()    # RESHAPE / RESIZE_BILINEAR output shape (batch excluded)
+    pads: tuple[tuple[int, int], ...] = ()  # PAD (low, high) of H, W, C
     features: int = 0              # CONV_2D output channels
+    activation: str = ""           # fused activation of CONV_2D / DEPTHWISE_CONV_2D / ADD: "" or "RELU"
+    block: int = 0                 # DEPTH_TO_SPACE block size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +64,54 @@ class Graph:
     ops: tuple[Op, ...]
 
 
+def _index_vector(table, kind: int) -> np.ndarray:
+    """A schema.fbs ``SparseIndexVector`` union member (1 int32, 2 uint16, 3 uint8) as numpy."""
+    import tflite
+
+    vec = {1: tflite.Int32Vector, 2: tflite.Uint16Vector, 3: tflite.Uint8Vector}[kind]()
+    vec.Init(table.Bytes, table.Pos)
+    return vec.ValuesAsNumpy().astype(np.int64)
+
+
+def densify(values: np.ndarray, shape, sparsity) -> np.ndarray:
+    """A sparse constant -> its dense array (TFLite's ``DENSIFY``, schema.fbs ``SparsityParameters``).
+
+    The stored ``values`` are the non-zeros in traversal order. Dimension d is DENSE (every index
+    0..dense_size-1) or SPARSE_CSR (for each prefix k, indices[segments[k]:segments[k+1]]); walking
+    the dimensions in order expands the prefixes to the full index of every value. Only identity
+    traversal order and no block map occur in MediaPipe's files; anything else is refused.
+    """
+    order = sparsity.TraversalOrderAsNumpy()
+    if list(order) != list(range(len(shape))) or sparsity.BlockMapLength():
+        raise ValueError("only sparse tensors in identity traversal order without blocks are supported")
+    prefixes = np.zeros((1, 0), np.int64)
+    for d in range(sparsity.DimMetadataLength()):
+        meta = sparsity.DimMetadata(d)
+        if meta.Format() == 0:  # DENSE
+            n = meta.DenseSize()
+            prefixes = np.concatenate([np.repeat(prefixes, n, 0),
+                                       np.tile(np.arange(n), len(prefixes))[:, None]], 1)
+        else:  # SPARSE_CSR
+            seg = _index_vector(meta.ArraySegments(), meta.ArraySegmentsType())
+            idx = _index_vector(meta.ArrayIndices(), meta.ArrayIndicesType())
+            prefixes = np.concatenate([np.repeat(prefixes, np.diff(seg), 0), idx[:, None]], 1)
+    if len(prefixes) != values.size:
+        raise ValueError(f"sparse tensor: {values.size} values for {len(prefixes)} indices")
+    out = np.zeros(tuple(int(s) for s in shape), values.dtype)
+    out[tuple(prefixes.T)] = values
+    return out
+
+
 def _builtin_names():
     import tflite
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _activation(options, path) -> str:
+    code = options.FusedActivationFunction()
+    if code not in _ACTIVATION:
+        raise ValueError(f"{path.name}: fused activation {code} is not supported")
+    return _ACTIVATION[code]
 
 
 @functools.cache
@@ -77,7 +133,10 @@ def read_tflite(path) -> tuple[Graph, dict[str, np.ndarray]]:
         data = model.Buffers(t.Buffer()).DataAsNumpy()
         if isinstance(data, int) or data.size == 0:
             return None
-        return np.frombuffer(data.tobytes(), _DTYPES[t.Type()]).reshape(t.ShapeAsNumpy())
+        values = np.frombuffer(data.tobytes(), _DTYPES[t.Type()])
+        if t.Sparsity() is not None:
+            return densify(values, t.ShapeAsNumpy(), t.Sparsity())
+        return values.reshape(t.ShapeAsNumpy())
 
     weights: dict[str, np.ndarray] = {}
     consts: dict[str, np.ndarray] = {}
@@ -95,6 +154,9 @@ def read_tflite(path) -> tuple[Graph, dict[str, np.ndarray]]:
         if kind == "DEQUANTIZE":  # fp16 constant -> float32 constant
             consts[out] = consts[ins[0]].astype(np.float32)
             continue
+        if kind == "DENSIFY":  # already densified when read (``densify``)
+            consts[out] = consts[ins[0]]
+            continue
         if kind not in SUPPORTED:
             raise ValueError(f"{path.name}: op {kind} is not supported by vasa3d_jax.face.tflite_graph")
         acts = tuple(n for n in ins if n not in consts)
@@ -104,15 +166,16 @@ def read_tflite(path) -> tuple[Graph, dict[str, np.ndarray]]:
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             o = (tflite.Conv2DOptions() if kind == "CONV_2D" else tflite.DepthwiseConv2DOptions())
             o.Init(opts.Bytes, opts.Pos)
-            assert o.FusedActivationFunction() == 0 and o.DilationHFactor() == 1 == o.DilationWFactor()
-            kw = dict(stride=(o.StrideH(), o.StrideW()), padding=_PADDING[o.Padding()])
+            assert o.DilationHFactor() == 1 == o.DilationWFactor()
+            kw = dict(stride=(o.StrideH(), o.StrideW()), padding=_PADDING[o.Padding()],
+                      activation=_activation(o, path))
             kernel, bias = consts[wts[0]], consts[wts[1]]
             if kind == "CONV_2D":
                 weights[wts[0]] = np.ascontiguousarray(kernel.transpose(1, 2, 3, 0), np.float32)
                 kw["window"] = kernel.shape[1:3]
                 kw["features"] = int(kernel.shape[0])
             else:
-                assert kernel.shape[0] == 1, "depth multiplier 1 expected"
+                assert kernel.shape[0] == 1 and o.DepthMultiplier() == 1, "depth multiplier 1 expected"
                 weights[wts[0]] = np.ascontiguousarray(kernel[0], np.float32)
                 kw["window"] = kernel.shape[1:3]
             weights[wts[1]] = bias.astype(np.float32)
@@ -126,9 +189,24 @@ def read_tflite(path) -> tuple[Graph, dict[str, np.ndarray]]:
                       padding=_PADDING[o.Padding()])
         elif kind == "PAD":
             pads = consts[wts[0]]
-            assert np.all(pads[:3] == 0), "only channel padding (appended zeros) is expected"
-            kw = dict(shape=(int(pads[3, 0]), int(pads[3, 1])))
+            assert np.all(pads[0] == 0), "batch padding is not expected"
+            kw = dict(pads=tuple((int(lo), int(hi)) for lo, hi in pads[1:]))
             wts = ()
+        elif kind == "ADD":
+            o = tflite.AddOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            kw = dict(activation=_activation(o, path))
+        elif kind == "RESIZE_BILINEAR":
+            o = tflite.ResizeBilinearOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            if o.AlignCorners() or not o.HalfPixelCenters():
+                raise ValueError(f"{path.name}: RESIZE_BILINEAR is supported with half-pixel centres only")
+            kw = dict(shape=tuple(int(s) for s in g.Tensors(op.OutputsAsNumpy()[0]).ShapeAsNumpy()[1:]))
+            acts, wts = acts[:1], ()
+        elif kind == "DEPTH_TO_SPACE":
+            o = tflite.DepthToSpaceOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            kw = dict(block=o.BlockSize())
         elif kind == "CONCATENATION":
             o = tflite.ConcatenationOptions()
             o.Init(opts.Bytes, opts.Pos)

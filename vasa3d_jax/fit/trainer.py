@@ -15,7 +15,7 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
     (8)  a step whose gradients are not finite is not applied (optax.apply_if_finite) and is counted
     (9)  every ``densify.every`` steps in [start, until]: densify and prune (avatar/densify.py) from the
          screen-space gradients of I″ accumulated since the last one
-    (10) every render of the step uses one intersection capacity C (``avatar/render.py``'s policy,
+    (10) every render of the step uses one intersection capacity C (``render/capacity.py``'s policy,
          measured on the training and novel views); the step reports ``isect_overflow`` summed over
          its renders and devices (logged in the metrics), a step with any overflow is not applied,
          and the loop grows C to fit what it needed and runs the step again: no update ever comes
@@ -24,7 +24,10 @@ One step, for a batch of frames (I_gt, x, camera) split over the devices of a on
 Each device averages the loss over its shard and the gradients are averaged with
 ``jax.lax.pmean(..., "data")``, so the update equals the one-device update; the step body names
 its axis, so it also runs under ``jax.pmap(..., axis_name="data")``. Randomness is per example and
-per step (parallel.example_keys), never per device. Checkpoints (ckpt.py, Orbax) are written every
+per step (parallel.example_keys), never per device. Across processes (``parallel.initialize_distributed``
+first) the mesh spans every process's devices, each process loads only the batch rows its devices
+hold (``parallel.local_rows``) and process 0 alone writes the metrics and previews; every process
+computes the same updates. Checkpoints (ckpt.py, Orbax) are written every
 ``save_every`` steps, at the end and on SIGINT/SIGTERM; calling ``fit`` again with the same work
 directory resumes from the latest one. ``fit(..., init=avatar)`` starts from a given ``Avatar``
 (its head model, e.g. an identity-fitted template, its configuration and its parameters: colours,
@@ -50,7 +53,7 @@ from tqdm import tqdm
 
 from vasa3d_jax import ckpt, parallel, video
 from vasa3d_jax.avatar.io import Avatar
-from vasa3d_jax.avatar.render import capacity_for, render_frames
+from vasa3d_jax.avatar.render import render_frames
 from vasa3d_jax.camera import mirror_camera, orbit_camera, scene_extent
 from vasa3d_jax.avatar import DensifyConfig, GaussianAvatar, gaussians as gs, region_colors
 from vasa3d_jax.avatar import densify as dns
@@ -64,6 +67,7 @@ from vasa3d_jax.fit.data import FitDataset, batch_indices
 from vasa3d_jax.head import HeadModel, template_head
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.render import Camera, Gaussians, render, required_capacity
+from vasa3d_jax.render.capacity import capacity_for
 
 # optax.apply_if_finite applies updates anyway after this many consecutive non-finite steps; we
 # never want that, so the limit is the largest int32.
@@ -405,6 +409,8 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
     calling again resumes. Frames are drawn by ``dataset.weights`` when given. ``isect_capacity``: the intersection capacity to start from (default:
     measured, (10)); a too small one costs a re-run of the steps that overflow. Writes
     ``workdir/ckpt/``, ``workdir/metrics.jsonl`` and ``workdir/previews/`` (PNGs and ``previews.mp4``).
+    ``devices`` default to all of them, those of every process in a multi-process run (the work
+    directory must then be one shared folder).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -426,6 +432,8 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
     n_dev = mesh.shape[parallel.DATA_AXIS]
     if config.batch_size % n_dev:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {n_dev} devices")
+    rows = parallel.local_rows(config.batch_size, mesh)  # this process's part of every batch
+    primary = parallel.is_primary()
 
     # ---- Build the state, created replicated -------------------------------------------------------
     colors = region_colors(avatar.head) if init is None and config.init_colors == "regions" else None
@@ -449,8 +457,7 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
             abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                                     abstract)
             state, start = manager.restore(abstract)
-        full = {**state.params, "binding": state.binding}
-        capacity = isect_capacity or _capacity(apply, full, dataset, config)
+        capacity = isect_capacity or _capacity(apply, _host_params(state), dataset, config)
         extent = scene_extent(dataset.viewmats, dataset.pivot, config.densify.extent_factor)
 
         def step_fn(c):
@@ -461,15 +468,15 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
 
         # ---- Loop ---------------------------------------------------------------------------
         end = config.steps if stop_after is None else min(stop_after, config.steps)
-        metrics_file = (workdir / "metrics.jsonl").open("a")
+        metrics_file = (workdir / "metrics.jsonl").open("a") if primary else None
         previews: list[np.ndarray] = []
         t_start = time.perf_counter()
-        bar = tqdm(range(start, end), initial=start, total=end, desc="fit avatar", disable=not progress)
+        bar = tqdm(range(start, end), initial=start, total=end, desc="fit avatar", disable=not (progress and primary))
         done = start
         for step in bar:
             idx = batch_indices(config.seed, step, dataset.num, config.batch_size, dataset.weights)
-            batch = parallel.shard_batch(
-                {**dataset.batch(idx), "keys": parallel.example_keys(config.seed, step, config.batch_size)}, mesh)
+            keys = parallel.example_keys(config.seed, step, config.batch_size)
+            batch = parallel.shard_batch({**dataset.batch(idx[rows]), "keys": keys[rows]}, mesh, config.batch_size)
             state, metrics = train_step(state, batch, lpips_rep)
             overflow = int(metrics["isect_overflow"])
             if overflow:  # (10): the step was not applied; redo it at a capacity that fits
@@ -488,8 +495,7 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
                 state, report = densify_state(avatar, jax.device_get(state), config, extent,
                                               jax.random.fold_in(key, done))
                 state = parallel.replicate(state, mesh)
-                full = {**state.params, "binding": state.binding}
-                new_capacity = _capacity(apply, full, dataset, config)
+                new_capacity = _capacity(apply, _host_params(state), dataset, config)
                 if new_capacity > capacity or int(report.num_split) + int(report.num_cloned) > 0:
                     capacity = max(capacity, new_capacity)
                     train_step = step_fn(capacity)
@@ -505,13 +511,14 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
                          wall_s=time.perf_counter() - t_start)
                 _log(metrics_file, m)
                 bar.set_postfix(loss=f"{m['loss']:.4f}", psnr=f"{m['psnr']:.2f}")
-            if done % config.preview_every == 0 or done == end:
+            if primary and (done % config.preview_every == 0 or done == end):
                 previews.append(_preview(avatar, state, dataset, config, workdir / "previews", done))
-            if guard.requested:
+            if parallel.any_process(guard.requested):  # every process stops at the same step
                 break
             if done % config.save_every == 0 and done != end:
                 manager.save(done, state, {"capacity": state.capacity})
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
         if manager.latest_step() != done and done > start:
             manager.save(done, state, {"capacity": state.capacity}, force=True)
         manager.wait()
@@ -522,7 +529,14 @@ def fit(dataset: FitDataset, config: FitConfig, workdir: str | pathlib.Path, ini
                      skipped=int(state.skipped), wall_s=time.perf_counter() - t_start, workdir=workdir)
 
 
+def _host_params(state: FitState) -> dict:
+    """The full avatar parameters on the host: programs on them run on this process's own device."""
+    return jax.device_get({**state.params, "binding": state.binding})
+
+
 def _log(file, record: dict) -> None:
+    if file is None:  # not process 0
+        return
     file.write(json.dumps(record) + "\n")
     file.flush()
 

@@ -17,6 +17,17 @@
 
 * ``ring_strip`` / ``fan``: triangulate between two vertex rings and close a ring with a pole.
 * ``uv_sphere``: a closed latitude/longitude sphere.
+* ``vertex_normals``: area-weighted vertex normals, the sum of the unnormalised normals of the
+  triangles around a vertex (each twice its triangle's area; Botsch et al. 2010, §3.2):
+
+      (3) n_i = normalize( Σ_{f∋i} (v_f1 − v_f0) × (v_f2 − v_f0) )
+
+* ``smoothstep``: the cubic Hermite ramp 0 → 1 with zero slope at both ends,
+
+      (4) s(x) = 3 t² − 2 t³,   t = clip(x, 0, 1)
+
+These are the one home of each (STYLE.md §11): the face encoder, the template head, the motion
+corpus and the portrait model use them.
 """
 
 from __future__ import annotations
@@ -122,3 +133,21 @@ def orient_outward(verts: np.ndarray, faces: np.ndarray, centre: np.ndarray) -> 
     out = faces.copy()
     out[inward] = out[inward][:, ::-1]
     return out
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Eq. 3: (V, 3) unit area-weighted vertex normals of a triangle mesh (zero where no triangle
+    touches a vertex); the winding of ``faces`` sets the side."""
+    verts = np.asarray(verts)
+    tri = verts[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    out = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(out, faces[:, k], n)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def smoothstep(x):
+    """Eq. 4, elementwise (numpy)."""
+    t = np.clip(x, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)

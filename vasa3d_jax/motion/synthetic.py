@@ -53,7 +53,8 @@ import scipy.signal
 from scipy.spatial.transform import Rotation
 
 from vasa3d_jax.constants import FPS, SAMPLE_RATE
-from vasa3d_jax.motion.data import Clip
+from vasa3d_jax.head.geometry import smoothstep
+from vasa3d_jax.motion.data import Clip, write_clip
 from vasa3d_jax.motion.sentences import sentence_bank
 from vasa3d_jax.motion_space import MotionSpace
 
@@ -290,11 +291,6 @@ def _accents(energy_db, f0_z, voiced) -> tuple[np.ndarray, np.ndarray]:
 # ---- non-verbal channels ----------------------------------------------------------------------
 
 
-def _smoothstep(u):
-    u = np.clip(u, 0.0, 1.0)
-    return u * u * (3 - 2 * u)
-
-
 def blink_track(rng: np.random.Generator, activity: np.ndarray, rate_per_min: float) -> np.ndarray:
     """AU43 on the 100 Hz grid: Poisson blinks, twice as likely in pauses as in speech, 0.4 s apart."""
     n = len(activity)
@@ -309,8 +305,8 @@ def blink_track(rng: np.random.Generator, activity: np.ndarray, rate_per_min: fl
             reopen = rng.uniform(0.08, 0.14)
             depth = rng.uniform(0.85, 1.0)
             u = np.arange(min(n - k, int((close + hold + reopen) * GRID_HZ) + 1)) / GRID_HZ
-            shape = np.where(u < close, _smoothstep(u / close),
-                             1.0 - _smoothstep((u - close - hold) / reopen))
+            shape = np.where(u < close, smoothstep(u / close),
+                             1.0 - smoothstep((u - close - hold) / reopen))
             au43[k: k + len(u)] = depth * shape
             k += int((close + hold + reopen + 0.4) * GRID_HZ)
         else:
@@ -364,7 +360,7 @@ def gaze_track(rng: np.random.Generator, main: np.ndarray, activity: np.ndarray)
             target = main + rng.normal(0.0, [0.04, 0.03])
             length = 0.15 + rng.gamma(2.0, 0.35)  # fixation durations ~0.2-2 s, mean 0.85 s
         end = min(n, k + max(1, int(length * GRID_HZ)))
-        ramp = _smoothstep((np.arange(end - k) + 1) / (0.04 * GRID_HZ))[:, None]
+        ramp = smoothstep((np.arange(end - k) + 1) / (0.04 * GRID_HZ))[:, None]
         targets[k:end] = current + ramp * (target - current)
         for j in range(k + 1, end):
             if j in onsets:
@@ -501,19 +497,15 @@ def make_clip(spec: ClipSpec) -> Clip:
 
 
 def save_clip(path: str | os.PathLike, clip: Clip) -> None:
-    """Write ``clip`` as an ``.npz`` (the corpus format; docs/motion_corpus.md), atomically."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp, motion=clip.motion, audio=clip.audio, gaze=clip.gaze, distance=np.float32(clip.distance),
-        emotion=clip.emotion, emotion_names=np.array(EMOTIONS), text=np.str_(clip.source.text),
-        voice=np.str_(clip.source.voice), rate=np.int32(clip.source.rate),
-        pitch=np.int32(clip.source.pitch), seed=np.int64(clip.source.seed),
+    """Write a corpus ``clip`` with ``data.write_clip`` (atomic), its spec and phonemes as metadata
+    (docs/motion_corpus.md)."""
+    write_clip(
+        path, clip.motion, audio=clip.audio, gaze=clip.gaze, distance=clip.distance, emotion=clip.emotion,
+        text=clip.source.text, emotion_names=np.array(EMOTIONS), voice=np.str_(clip.source.voice),
+        rate=np.int32(clip.source.rate), pitch=np.int32(clip.source.pitch), seed=np.int64(clip.source.seed),
         phoneme_names=np.array([p.name for p in clip.phonemes]),
         phoneme_times=np.array([(p.start, p.end) for p in clip.phonemes], np.float32).reshape(-1, 2),
-        channel_names=np.array(MotionSpace.builtin().names), fps=np.float32(FPS),
-        sample_rate=np.int32(SAMPLE_RATE))
-    os.replace(tmp, path)
+        channel_names=np.array(MotionSpace.builtin().names))
 
 
 def corpus_specs(n_train: int, n_heldout: int, seed: int = 0,

@@ -6,7 +6,7 @@ avatar coloured from the photo.
     matte = head_and_hair_matte(image, analysis)
     pm = build_portrait_model(image, analysis, motion_fit, matte)
     frames = synthesize(pm, latents, cameras)          # (N, H, W, 3)
-    avatar = initial_avatar(pm)                        # pipeline.Avatar
+    avatar = initial_avatar(pm)                        # avatar.io.Avatar
 
     from vasa3d_jax.portrait import avatar_from_portrait   # the whole job, resumable
     avatar = avatar_from_portrait("me.jpg", preset="quick", workdir="work_dirs/me")

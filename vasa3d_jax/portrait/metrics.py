@@ -16,16 +16,6 @@ import numpy as np
 from vasa3d_jax.fit import lpips as lpips_lib
 from vasa3d_jax.fit import ssim as ssim_lib
 
-_LPIPS_VARS = None
-
-
-def _lpips_vars():
-    global _LPIPS_VARS
-    if _LPIPS_VARS is None:
-        _LPIPS_VARS = lpips_lib.load_params()
-    return _LPIPS_VARS
-
-
 def masked_metrics(render: np.ndarray, target: np.ndarray, matte: np.ndarray,
                    background=(1.0, 1.0, 1.0), lpips: bool = True) -> dict:
     """(1)-(3) for (..., H, W, 3) images and (..., H, W) mattes -> mean over the batch."""
@@ -44,7 +34,8 @@ def masked_metrics(render: np.ndarray, target: np.ndarray, matte: np.ndarray,
     out = {"psnr": round(float(np.mean(psnr)), 3), "ssim": round(float(np.mean(ssim)), 4)}
     if lpips:
         fn = jax.jit(lpips_lib.lpips)
-        vals = [np.asarray(fn(_lpips_vars(), jnp.asarray(r[i:i + 8]), jnp.asarray(t[i:i + 8]))).reshape(-1)
+        variables = lpips_lib.load_params()  # read once per process (functools.lru_cache there)
+        vals = [np.asarray(fn(variables, jnp.asarray(r[i:i + 8]), jnp.asarray(t[i:i + 8]))).reshape(-1)
                 for i in range(0, len(r), 8)]
         out["lpips"] = round(float(np.mean(np.concatenate(vals))), 4)
     return out

@@ -4,16 +4,16 @@ A ``PortraitModel`` is everything the training-frame synthesiser (synth.py) and 
 avatar need, in the head model's frame (metres, y up, z out of the face):
 
 * the identity-fitted head (template head + per-vertex identity offsets ``shape``, which include the
-  hair shell of hair.py), and the linear base-deformation priors P_e, P_p of ``avatar.base_priors``,
+  hair shell of hair.py), and the linear base-deformation priors P_e, P_p of ``head.prior.base_priors``,
   so that a motion latent x = [z_dyn, z_pose] poses it exactly as an untrained ``GaussianAvatar``:
 
     (1) e = z_dyn P_e,  p = z_pose P_p,
         V(x) = head.vertices(shape, e[:E], [p_global, p_neck, e_jaw, e_eyes]) + p_t
 
-* surface sample points: on every triangle f the centroids of the L_f^2 sub-triangles of its
-  L_f-fold subdivision (a regular barycentric grid), L_f chosen from the triangle's projected area
-  in the photo (denser where the photo has more pixels, texture.py). A sample is (parent triangle,
-  barycentric b), so it rides on the mesh: at any latent its position is
+* surface sample points (surface.py): on every triangle f the centroids of the L_f^2 sub-triangles
+  of its L_f-fold subdivision (a regular barycentric grid), L_f chosen from the triangle's projected
+  area in the photo (denser where the photo has more pixels, texture.py). A sample is (parent
+  triangle, barycentric b), so it rides on the mesh: at any latent its position is
 
     (2) X_s(x) = sum_k b_sk V(x)[faces[parent_s, k]]
 
@@ -49,34 +49,26 @@ camera); ``synth.synthesize`` renders frames from it; ``initial_avatar`` turns i
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar, base_priors
+from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
 from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.avatar import gaussians as gs
-from vasa3d_jax.head import HeadModel, template_head
+from vasa3d_jax.camera import project_points
+from vasa3d_jax.head import HeadModel, geometry, template_head
+from vasa3d_jax.head.base import JOINTS
+from vasa3d_jax.head.landmarks import FACE_OVAL
+from vasa3d_jax.head.prior import base_priors
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import hair as hair_lib
 from vasa3d_jax.portrait import texture as tex
 from vasa3d_jax.portrait.matte import Matte
+from vasa3d_jax.portrait.surface import NORMAL_SCALE, PLANE_SCALE, SURFACE_OPACITY, layout_samples
 from vasa3d_jax.render import Camera
-
-# Surface samples as flat Gaussians (the template avatar's shape, pipeline.py): in-plane std a
-# fraction of the sub-triangle size k_f / L_f (covers it with overlap, stays sharp), thin along the
-# normal (binding.py local axis 1), nearly opaque so the surface is closed.
-PLANE_SCALE = 0.5
-NORMAL_SCALE = 0.1
-SURFACE_OPACITY = 0.98
-# Capacity of the splatting pass (pairs of Gaussian and binning tile): measured on the photo's view
-# and these probe views, times a margin for expressions, rounded up to a bucket so that portraits
-# of similar size share one compiled program.
-CAPACITY_MARGIN = 1.5
-CAPACITY_BUCKET = 16384
 
 
 @jax.tree_util.register_dataclass
@@ -86,7 +78,7 @@ class PortraitModel:
 
     head:        HeadModel (the template head; pytree)
     shape:       (S,) float32 identity offsets (template: (3V,) metres), hair shell included
-    prior_exp:   (D_dyn, E + 9) float32 P_e of eq. 1 (``avatar.base_priors``)
+    prior_exp:   (D_dyn, E + 9) float32 P_e of eq. 1 (``head.prior.base_priors``)
     prior_pose:  (6, 9) float32 P_p of eq. 1
     image:       (H, W, 3) float32 the photo, RGB in [0, 1]
     latent:      (D,) float32 the photo's motion latent x = [z_dyn, z_pose]
@@ -156,48 +148,12 @@ def model_vertices(pm: PortraitModel, x) -> jax.Array:
     return posed_vertices(pm.head, pm.shape, pm.prior_exp, pm.prior_pose, pm.space, x)
 
 
-def sample_gaussians(faces, parent, bary, level, verts, opacity: float = SURFACE_OPACITY):
-    """Flat Gaussians at the samples of a posed mesh (eq. 2): (means, quats, scales, opacities)."""
-    frames = bnd.triangle_frames(verts, faces)
-    tri = verts[faces[parent]]
-    means = jnp.einsum("pk,pkc->pc", bary, tri)
-    k = frames.scales[parent] / level
-    scales = k[:, None] * jnp.asarray([PLANE_SCALE, NORMAL_SCALE, PLANE_SCALE], verts.dtype)
-    opacities = jnp.full(parent.shape, opacity, verts.dtype)
-    return means, frames.quats[parent], scales, opacities
-
-
-def project_points(points, viewmat, K):
-    """(N, 3) world -> (xy (N, 2) pixels, centres at +0.5; z (N,) camera depth, metres)."""
-    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = cam[:, 2]
-    xy = cam[:, :2] / jnp.maximum(z, 1e-6)[:, None] * jnp.stack([K[0, 0], K[1, 1]]) + K[:2, 2]
-    return xy, z
-
-
-def bilinear(image, xy):
-    """Sample ``image (H, W, C)`` at pixel positions ``xy (..., 2)`` (centres at +0.5), clamped."""
-    h, w = image.shape[:2]
-    x = jnp.clip(xy[..., 0] - 0.5, 0.0, w - 1.0)
-    y = jnp.clip(xy[..., 1] - 0.5, 0.0, h - 1.0)
-    x0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, w - 2)
-    y0 = jnp.clip(jnp.floor(y).astype(jnp.int32), 0, h - 2)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    a, b = image[y0, x0], image[y0, x0 + 1]
-    c, d = image[y0 + 1, x0], image[y0 + 1, x0 + 1]
-    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
-
-
 def photo_registration(head: HeadModel, verts, camera: Camera, landmarks) -> np.ndarray:
     """Eq. 4: (V, 3) offsets (metres) that move the posed head ``verts`` onto the photo's landmarks
     ``(468, 2)`` pixels. Zero for a head without a vertex per MediaPipe landmark."""
     verts = np.asarray(verts, np.float64)
     if head.landmark_vertices is None:
         return np.zeros_like(verts, dtype=np.float32)
-    from vasa3d_jax.face.encode import FACE_OVAL  # the one list of sliding contour points
-    from vasa3d_jax.head import geometry
-    from vasa3d_jax.head.base import JOINTS
-
     lmk = np.asarray(head.landmark_vertices)
     target = np.asarray(landmarks, np.float64)[:len(lmk), :2]
     if target.shape != (len(lmk), 2) or not np.all(np.isfinite(target)):
@@ -221,37 +177,6 @@ def photo_registration(head: HeadModel, verts, camera: Camera, landmarks) -> np.
     return geometry.harmonic_extension(faces, nv, fixed, values).astype(np.float32)
 
 
-def barycentric_grid(level: int) -> np.ndarray:
-    """(L^2, 3) barycentric centroids of the sub-triangles of a triangle's L-fold subdivision."""
-    pts = []
-    for i in range(level):
-        for j in range(level - i):
-            pts.append(((i + 1 / 3) / level, (j + 1 / 3) / level))  # upward sub-triangle
-            if i + j <= level - 2:
-                pts.append(((i + 2 / 3) / level, (j + 2 / 3) / level))  # downward one
-    uv = np.asarray(pts)
-    return np.stack([1 - uv.sum(1), uv[:, 0], uv[:, 1]], 1)
-
-
-def layout_samples(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-triangle subdivision levels (F,) -> (parent (P,), bary (P, 3), level (P,))."""
-    parents, barys, lv = [], [], []
-    for level in np.unique(levels):
-        tris = np.where(levels == level)[0]
-        grid = barycentric_grid(int(level))
-        parents.append(np.repeat(tris, len(grid)))
-        barys.append(np.tile(grid, (len(tris), 1)))
-        lv.append(np.full(len(tris) * len(grid), float(level)))
-    order = np.argsort(np.concatenate(parents), kind="stable")
-    return (np.concatenate(parents)[order].astype(np.int32),
-            np.concatenate(barys)[order].astype(np.float32),
-            np.concatenate(lv)[order].astype(np.float32))
-
-
-def capacity_for(counts) -> int:
-    """A splatting capacity for measured pair counts (margin, then a bucket)."""
-    need = CAPACITY_MARGIN * float(np.max(np.asarray(counts)))
-    return max(1, math.ceil(need / CAPACITY_BUCKET)) * CAPACITY_BUCKET
 
 
 # ---- the motion fit -------------------------------------------------------------------------------
@@ -313,7 +238,7 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
     shape = jnp.asarray(shape, jnp.float32).reshape(-1)
     if shape.shape[0] != head.num_shape:
         raise ValueError(f"shape has {shape.shape[0]} values; this {head.kind} head needs {head.num_shape}")
-    p_exp, p_pose = base_priors(space, head, AvatarConfig())
+    p_exp, p_pose = base_priors(space, head)
     pose_fn = jax.jit(lambda s, x: posed_vertices(head, s, p_exp, p_pose, space, x))
 
     thickness = np.zeros(head.num_vertices, np.float32)
@@ -353,7 +278,7 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
 def initial_avatar(pm: PortraitModel, space: MotionSpace | None = None, *,
                    config: AvatarConfig = AvatarConfig(), opacity: float = SURFACE_OPACITY,
                    key: jax.Array | None = None):
-    """A ``GaussianAvatar`` (as ``pipeline.Avatar``) initialised from the portrait model: one flat,
+    """A ``GaussianAvatar`` (as ``avatar.io.Avatar``) initialised from the portrait model: one flat,
     nearly opaque Gaussian per surface sample (GaussianAvatars' binding; local position = the sample,
     in-plane std PLANE_SCALE k_f / L_f, normal std NORMAL_SCALE k_f / L_f), coloured by eq. 3
     (photo where seen, fill elsewhere; the template's parts for eyes, mouth and teeth where the photo

@@ -3,7 +3,7 @@
 contact sheet: two rows (mouth closed, mouth open); columns: the photo (its crop over the
 background outside the head-and-hair matte), the avatar in the photo's own view (row 1: the photo's
 latent, what the photo anchors; row 2: the neutral face with the mouth open), then the avatar at
-azimuth 0, -30, +30, -60, +60 degrees (the pipeline's cameras, as ``vasa3d speak`` sees it), head
+azimuth 0, -30, +30, -60, +60 degrees (``camera.CameraPath``, as ``vasa3d speak`` sees it), head
 pose frontal, the neutral face (every facial channel 0: the photo's expression is a latent, not the
 avatar's rest state, issue 21) with the mouth closed or open (AU25 = 1, AU26 = 0.8).
 
@@ -18,8 +18,8 @@ import pathlib
 
 import numpy as np
 
-from vasa3d_jax import pipeline, video
-from vasa3d_jax.avatar.render import FrameRenderer, render_frames
+from vasa3d_jax import video
+from vasa3d_jax.avatar.render import FrameRenderer, render_frames, render_motion
 from vasa3d_jax.camera import ORBIT_ELEVATION_DEG, CameraPath
 from vasa3d_jax.constants import FPS
 
@@ -55,7 +55,7 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def views(avatar, latent: np.ndarray, azimuths, size: int, elevation: float = 0.0) -> list[np.ndarray]:
-    """The avatar with ``latent`` from each azimuth (pipeline cameras), one (size, size, 3) image each."""
+    """The avatar with ``latent`` from each azimuth (``camera.CameraPath``), one (size, size, 3) image each."""
     renderer = FrameRenderer(avatar, size)
     path = CameraPath.static(0.0, elevation)
     renderer.prepare(np.asarray(latent, np.float32)[None], path, 1)
@@ -95,6 +95,6 @@ def write_previews(avatar, anchor, folder, size: int = 192) -> dict:
     sheet = video.save_png(folder / "contact_sheet.png", contact_sheet(avatar, anchor, size))
     motion = turntable_motion(avatar.space)
     path = CameraPath("orbit", elevation=ORBIT_ELEVATION_DEG)
-    mp4 = video.write_mp4(folder / "turntable.mp4", pipeline.render_motion(avatar, motion, path, size),
+    mp4 = video.write_mp4(folder / "turntable.mp4", render_motion(avatar, motion, path, size),
                           fps=FPS)
     return {"contact_sheet": str(sheet), "turntable": str(mp4)}

@@ -2,9 +2,9 @@
 
 The built-in synthesiser (VASA-1's decoder in the paper, paper-notes.md §1.3; no such model ships,
 so this one is made from the portrait itself). For a motion latent x and a camera, the head is
-posed by x (model.py eq. 1) and its surface samples (model.py eq. 2) are splatted as flat, nearly
-opaque Gaussians whose channels are not colours but what the photo says about them
-(splat.py eq. 1): f_s = (w_s u_s / (W, H), w_s, fill_s, m_s u'_s / (W, H), m_s), with u_s the
+posed by x (model.py eq. 1) and its surface samples (surface.py eq. 1) are splatted as flat, nearly
+opaque Gaussians whose features are not colours but what the photo says about them
+(``render_features``): f_s = (w_s u_s / (W, H), w_s, fill_s, m_s u'_s / (W, H), m_s), with u_s the
 sample's pixel in the photo, w_s its confidence (texture.py eq. 1), fill_s its fill colour, u'_s and
 m_s its mirror point's pixel and share (texture.py eq. 3). Per pixel, with A the splatted alpha and
 O the composited channels,
@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vasa3d_jax.portrait import splat
-from vasa3d_jax.portrait.model import (PortraitModel, bilinear, capacity_for, model_vertices,
-                                       sample_gaussians)
-from vasa3d_jax.render import Camera
+from vasa3d_jax.portrait.model import PortraitModel, model_vertices
+from vasa3d_jax.portrait.surface import bilinear, sample_gaussians
+from vasa3d_jax.render import (Camera, OverflowReport, capacity_for, isect_need, render_features,
+                               run_checked)
 
 MIRROR_TRUST = 0.5  # a mirrored pixel counts half a seen one in the returned confidence
 DEFAULT_BATCH = 8  # frames per compiled call (memory of the batched binning grows with it)
@@ -60,50 +60,47 @@ class SynthFrames:
     confidence: jax.Array
 
 
-def _gaussians(pm: PortraitModel, x):
-    verts = model_vertices(pm, x)
-    return sample_gaussians(pm.head.faces, pm.parent, pm.bary, pm.level, verts)
+def _gaussians(pm: PortraitModel, latents):
+    """The surface samples' Gaussians at each of ``latents (B, D)``: batch (B, P, ...)."""
+    def one(x):
+        return sample_gaussians(pm.head.faces, pm.parent, pm.bary, pm.level, model_vertices(pm, x))
+    return jax.vmap(one)(latents)
 
 
-@functools.partial(jax.jit, static_argnames=("width", "height"))
-def _counts(pm: PortraitModel, latents, viewmats, Ks, *, width, height):
-    def one(x, vm, k):
-        return splat.count_isects(*_gaussians(pm, x), vm, k, width=width, height=height)
-    return jax.vmap(one)(latents, viewmats, Ks)
+@jax.jit
+def _needs(pm: PortraitModel, latents, cameras: Camera):
+    return isect_need(_gaussians(pm, latents), cameras)
 
 
-@functools.partial(jax.jit, static_argnames=("width", "height", "capacity"))
-def _synth(pm: PortraitModel, latents, viewmats, Ks, background, *, width, height, capacity):
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _synth(pm: PortraitModel, latents, cameras: Camera, background, *, capacity):
+    """Eqs. 1-2 for a batch: ((rgb, alpha, confidence), overflow (B,), need (B,))."""
     h_img, w_img = pm.image.shape[:2]
     scale = jnp.asarray([w_img, h_img], jnp.float32)
     w, m = pm.confidence[:, None], pm.mirror_confidence[:, None]
     feats = jnp.concatenate([w * pm.photo_xy / scale, w, pm.fill, m * pm.mirror_xy / scale, m], axis=1)
-
-    def one(x, vm, k):
-        out, alpha, overflow, _ = splat.splat_channels(*_gaussians(pm, x), feats, vm, k, width=width,
-                                                       height=height, capacity=capacity)
-        a = jnp.maximum(alpha, 1e-6)[..., None]
-        ow = out[..., 2:3]
-        xy = out[..., 0:2] / jnp.maximum(ow, 1e-6) * scale  # eq. 1
-        w = jnp.clip(ow / a, 0.0, 1.0)
-        fill = out[..., 3:6] / a
-        om = out[..., 8:9]
-        xy_m = out[..., 6:8] / jnp.maximum(om, 1e-6) * scale
-        m = jnp.clip(om / a, 0.0, 1.0 - w)
-        surface = w * bilinear(pm.image, xy) + m * bilinear(pm.image, xy_m) + (1 - w - m) * fill
-        rgb = alpha[..., None] * surface + (1 - alpha[..., None]) * background
-        conf = (w + MIRROR_TRUST * m)[..., 0] * (alpha > 1e-3)
-        return jnp.clip(rgb, 0.0, 1.0), alpha, conf, overflow
-
-    return jax.vmap(one)(latents, viewmats, Ks)
+    r = render_features(_gaussians(pm, latents), feats, cameras, capacity=capacity)
+    out, alpha = r.features, r.alpha
+    a = jnp.maximum(alpha, 1e-6)[..., None]
+    ow = out[..., 2:3]
+    xy = out[..., 0:2] / jnp.maximum(ow, 1e-6) * scale  # eq. 1
+    w = jnp.clip(ow / a, 0.0, 1.0)
+    fill = out[..., 3:6] / a
+    om = out[..., 8:9]
+    xy_m = out[..., 6:8] / jnp.maximum(om, 1e-6) * scale
+    m = jnp.clip(om / a, 0.0, 1.0 - w)
+    surface = w * bilinear(pm.image, xy) + m * bilinear(pm.image, xy_m) + (1 - w - m) * fill
+    rgb = alpha[..., None] * surface + (1 - alpha[..., None]) * background
+    conf = (w + MIRROR_TRUST * m)[..., 0] * (alpha > 1e-3)
+    return (jnp.clip(rgb, 0.0, 1.0), alpha, conf), r.isect_overflow, r.num_isects
 
 
 def synthesize_frames(pm: PortraitModel, latents, cameras: Camera, *, background=(1.0, 1.0, 1.0),
                       batch: int = DEFAULT_BATCH) -> SynthFrames:
     """Eqs. 1-2 for N (latent, camera) pairs: latents (N, D) in ``pm.space``; cameras a batched
     ``Camera`` (viewmat (N, 4, 4), K (N, 3, 3)) or one camera for every latent. Rendered ``batch``
-    frames per compiled call; the splatting capacity is measured on the frames (no frame is
-    truncated: an overflow raises)."""
+    frames per compiled call; the splatting capacity is measured on the frames and follows the one
+    policy (``render/capacity.py``: grown and re-rendered on overflow, never truncated)."""
     latents = jnp.asarray(latents, jnp.float32)
     if latents.ndim != 2:
         raise ValueError(f"latents must be (N, D); got {latents.shape}")
@@ -111,7 +108,6 @@ def synthesize_frames(pm: PortraitModel, latents, cameras: Camera, *, background
     n = latents.shape[0]
     vm = jnp.broadcast_to(jnp.asarray(cameras.viewmat, jnp.float32), (n, 4, 4))
     ks = jnp.broadcast_to(jnp.asarray(cameras.K, jnp.float32), (n, 3, 3))
-    w, h = cameras.width, cameras.height
     bg = jnp.asarray(background, jnp.float32)
     batch = max(1, min(batch, n))
     pad = (-n) % batch
@@ -119,17 +115,14 @@ def synthesize_frames(pm: PortraitModel, latents, cameras: Camera, *, background
         latents = jnp.concatenate([latents, jnp.repeat(latents[-1:], pad, 0)])
         vm = jnp.concatenate([vm, jnp.repeat(vm[-1:], pad, 0)])
         ks = jnp.concatenate([ks, jnp.repeat(ks[-1:], pad, 0)])
-    counts = np.concatenate([np.asarray(_counts(pm, latents[i:i + batch], vm[i:i + batch],
-                                                ks[i:i + batch], width=w, height=h))
-                             for i in range(0, n + pad, batch)])
-    cap = capacity_for(counts)
-    outs = []
-    for i in range(0, n + pad, batch):
-        rgb, alpha, conf, overflow = _synth(pm, latents[i:i + batch], vm[i:i + batch],
-                                            ks[i:i + batch], bg, width=w, height=h, capacity=cap)
-        if int(jnp.max(overflow)):
-            raise RuntimeError(f"synthesis overflowed its splatting capacity {cap}")
-        outs.append((rgb, alpha, conf))
+    chunks = [(latents[i:i + batch], cameras.replace(viewmat=vm[i:i + batch], K=ks[i:i + batch]))
+              for i in range(0, n + pad, batch)]
+    report = OverflowReport(capacity_for([np.max(_needs(pm, x, cam)) for x, cam in chunks]))
+
+    def checked(x, cam):
+        return run_checked(lambda cap: _synth(pm, x, cam, bg, capacity=cap), report, what="synthesis")
+
+    outs = [checked(x, cam) for x, cam in chunks]
     rgb, alpha, conf = (jnp.concatenate(p)[:n] for p in zip(*outs))
     return SynthFrames(rgb=rgb, alpha=alpha, confidence=conf)
 

@@ -57,9 +57,12 @@ import scipy.sparse
 import scipy.sparse.linalg
 import scipy.spatial
 
+from vasa3d_jax.camera import camera_center, project_points
 from vasa3d_jax.head import HeadModel
-from vasa3d_jax.head import template as tpl
-from vasa3d_jax.portrait import splat
+from vasa3d_jax.head import landmarks
+from vasa3d_jax.head.geometry import smoothstep, vertex_normals
+from vasa3d_jax.portrait.surface import bilinear, sample_gaussians
+from vasa3d_jax.render import OverflowReport, capacity_for, render_features, required_capacity, run_checked
 
 DEPTH_TOL_M = 0.006  # a sample within 6 mm behind the z-buffer is seen (splatted depth blends ~mm)
 COS_LOW, COS_HIGH = 0.15, 0.5  # §2.2: no weight below cos 0.15, full weight from cos 0.5 (60 deg)
@@ -100,22 +103,16 @@ class Texture:
     mouth_open: float
 
 
-def smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: float,
                        max_level: int) -> np.ndarray:
     """(F,) L_f: triangles facing the photo's camera get about one sample per spacing_px^2 of
     their projected area (at least 2 on the face); the rest one sample."""
-    from vasa3d_jax.portrait.model import project_points
     faces = np.asarray(head.faces)
     xy, z = map(np.asarray, project_points(jnp.asarray(verts), camera.viewmat, camera.K))
     t = xy[faces]
     area = 0.5 * np.abs((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1])
                         - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1]))
-    centre = _camera_centre(camera)
+    centre = np.asarray(camera_center(camera.viewmat), np.float64)
     tri = verts[faces]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     facing = np.einsum("fc,fc->f", n, centre - tri.mean(1)) > 0
@@ -126,33 +123,24 @@ def subdivision_levels(head: HeadModel, verts: np.ndarray, camera, spacing_px: f
     return np.clip(level, 1, max_level).astype(np.int32)
 
 
-def _camera_centre(camera) -> np.ndarray:
-    vm = np.asarray(camera.viewmat, np.float64)
-    return -vm[:3, :3].T @ vm[:3, 3]
+ZBUFFER_OPACITY = 0.999  # the z-buffer's samples are opaque: the nearest surface alone sets D
 
 
-@functools.partial(jax.jit, static_argnames=("width", "height", "capacity"))
-def _depth_map(faces, parent, bary, level, verts, viewmat, K, *, width, height, capacity):
-    from vasa3d_jax.portrait.model import sample_gaussians
-    means, quats, scales, opac = sample_gaussians(faces, parent, bary, level, verts, opacity=0.999)
-    z = means @ viewmat[2, :3] + viewmat[2, 3]
-    out, alpha, overflow, _ = splat.splat_channels(means, quats, scales, opac, z[:, None], viewmat, K,
-                                                   width=width, height=height, capacity=capacity)
-    return out[..., 0] / jnp.maximum(alpha, 1e-6), alpha, overflow
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _depth_map(faces, parent, bary, level, verts, camera, *, capacity):
+    g = sample_gaussians(faces, parent, bary, level, verts, opacity=ZBUFFER_OPACITY)
+    out = render_features(g, jnp.zeros((g.num, 0)), camera, capacity=capacity)  # depth and alpha alone
+    return (out.depth, out.alpha), out.isect_overflow, out.num_isects
 
 
 def depth_map(head: HeadModel, verts, camera, parent, bary, level):
-    """The z-buffer D of eq. 1 ((H, W) metres) and its coverage alpha (H, W), from the samples."""
-    from vasa3d_jax.portrait.model import capacity_for, sample_gaussians
-    faces = jnp.asarray(head.faces)
-    args = (faces, jnp.asarray(parent), jnp.asarray(bary), jnp.asarray(level), jnp.asarray(verts))
-    g = sample_gaussians(*args)
-    cap = capacity_for(splat.count_isects(*g, camera.viewmat, camera.K, width=camera.width,
-                                          height=camera.height))
-    d, a, overflow = _depth_map(*args, camera.viewmat, camera.K, width=camera.width,
-                                height=camera.height, capacity=cap)
-    if int(overflow):
-        raise RuntimeError(f"depth map overflowed its capacity {cap}")
+    """The z-buffer D of eq. 1 ((H, W) metres: the splatted samples' expected depth) and its
+    coverage alpha (H, W), sized by the one capacity policy (``render/capacity.py``)."""
+    args = (jnp.asarray(head.faces), jnp.asarray(parent), jnp.asarray(bary), jnp.asarray(level),
+            jnp.asarray(verts, jnp.float32))
+    need = required_capacity(sample_gaussians(*args, opacity=ZBUFFER_OPACITY), camera)
+    d, a = run_checked(lambda cap: _depth_map(*args, camera, capacity=cap),
+                       OverflowReport(capacity_for(need)), what="the photo's z-buffer")
     return np.asarray(d), np.asarray(a)
 
 
@@ -164,18 +152,16 @@ def _nearest(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    from vasa3d_jax.portrait.model import bilinear
     return np.asarray(bilinear(jnp.asarray(img), jnp.asarray(xy, jnp.float32)))
 
 
 def seen_weight(points, normals, camera, depth, alpha, matte) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 1 without the part term: (xy (N, 2) px, w (N,)) of points with outward normals."""
-    from vasa3d_jax.portrait.model import project_points
     xy, z = map(np.asarray, project_points(jnp.asarray(points, jnp.float32), camera.viewmat, camera.K))
     h, w = depth.shape
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h) & (z > 0)
     vis = inside & (_nearest(alpha, xy) > 0.5) & (z <= _nearest(depth, xy) + DEPTH_TOL_M)
-    view = _camera_centre(camera) - points
+    view = np.asarray(camera_center(camera.viewmat), np.float64) - points
     view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
     nrm = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     cos = np.einsum("nc,nc->n", nrm, view)
@@ -189,16 +175,6 @@ def mirror_partners(head: HeadModel) -> np.ndarray:
     v = np.asarray(head.v_template, np.float64)
     d, idx = scipy.spatial.cKDTree(v).query(v * np.array([-1.0, 1.0, 1.0]))
     return np.where(d < MIRROR_TOL_M, idx, -1)
-
-
-def vertex_normals(faces: np.ndarray, verts: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals."""
-    tri = verts[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    out = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(out, faces[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def diffuse_fill(faces: np.ndarray, skin: np.ndarray, colour: np.ndarray, weight: np.ndarray,
@@ -232,15 +208,15 @@ def diffuse_fill(faces: np.ndarray, skin: np.ndarray, colour: np.ndarray, weight
 
 
 def inner_lip_polygon(xy_vertices: np.ndarray) -> np.ndarray:
-    """(18, 2) the inner-lip contour (corner, upper lip, corner, lower lip) from projected vertices."""
-    ring = [tpl.LIP_CORNERS[0], *tpl.LIP_INNER_UPPER, tpl.LIP_CORNERS[1], *tpl.LIP_INNER_LOWER[::-1]]
-    return xy_vertices[ring]
+    """(20, 2) the inner-lip contour (corner, upper lip, corner, lower lip) from projected vertices."""
+    return xy_vertices[list(landmarks.LIP_INNER_RING)]
 
 
 def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
     """Inner-lip gap (landmarks 13-14) over the inner mouth width (78-308) in the photo."""
-    gap = np.linalg.norm(xy_vertices[13] - xy_vertices[14])
-    width = np.linalg.norm(xy_vertices[tpl.LIP_CORNERS[0]] - xy_vertices[tpl.LIP_CORNERS[1]])
+    (upper, lower), (right, left) = landmarks.MOUTH_OPENING, landmarks.LIP_INNER_CORNERS
+    gap = np.linalg.norm(xy_vertices[upper] - xy_vertices[lower])
+    width = np.linalg.norm(xy_vertices[right] - xy_vertices[left])
     return float(gap / max(width, 1e-6))
 
 
@@ -274,7 +250,7 @@ def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_
     z = np.einsum("pk,pk->p", bary, rest[faces[parent], 2])
     teeth = region == names.index("teeth")
     cavity = region == names.index("mouth")
-    lips = rest[np.asarray(head.landmark_vertices)[list(tpl.LIP_INNER_UPPER + tpl.LIP_INNER_LOWER)], 2]
+    lips = rest[np.asarray(head.landmark_vertices)[list(landmarks.LIP_INNER_UPPER + landmarks.LIP_INNER_LOWER)], 2]
 
     def depth01(sel, front):
         if not sel.any():
@@ -301,7 +277,6 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
     from vasa3d_jax.avatar.template import _inside, skin_colors
-    from vasa3d_jax.portrait.model import project_points
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
     region = np.asarray(head.face_region)
@@ -341,19 +316,18 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     skin_tri = np.isin(region, [names.index(r) for r in SKIN_REGIONS])
     skin = np.zeros(len(verts), bool)
     skin[faces[skin_tri].ravel()] = True
-    vn = vertex_normals(faces[skin_tri], verts)
+    vn = vertex_normals(verts, faces[skin_tri])
     xy_vv, w_v = seen_weight(verts, vn, camera, depth, alpha, inner_matte)
     w_v = np.where(w_v >= VERTEX_MIN_WEIGHT, w_v, 0.0)  # grazing colours would dominate eq. 2
     if is_open:  # lip vertices on the inner contour see the gap: trust their neighbours instead
-        inner_ring = list(tpl.LIP_INNER_UPPER + tpl.LIP_INNER_LOWER + tpl.LIP_CORNERS)
-        w_v[inner_ring] = 0.0
+        w_v[list(landmarks.LIP_INNER_RING)] = 0.0
     w_v = np.where(skin, w_v, 0.0)
     c_v = _bilinear(image, xy_vv)
     vfill = diffuse_fill(faces, skin, c_v, w_v, partner)
     fill = np.einsum("pk,pkc->pc", bary, vfill[faces[parent]])
     part = np.isin(sreg, [names.index(r) for r in PART_REGIONS])
     fill = np.where(part[:, None], skin_colors(head)[parent], fill)
-    lip_ids = list(tpl.LIP_OUTER_UPPER + tpl.LIP_OUTER_LOWER + tpl.LIP_INNER_UPPER + tpl.LIP_INNER_LOWER)
+    lip_ids = list(landmarks.LIP_OUTER_UPPER + landmarks.LIP_OUTER_LOWER + landmarks.LIP_INNER_UPPER + landmarks.LIP_INNER_LOWER)
     face_v = np.zeros(len(verts), bool)
     face_v[faces[region == names.index("face")].ravel()] = True
     interior = interior_colors(head, parent, bary, _weighted_mean(c_v, w_v * face_v, tpl_skin()),

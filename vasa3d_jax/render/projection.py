@@ -90,8 +90,10 @@ def quat_scale_to_covar(quats: jax.Array, scales: jax.Array) -> jax.Array:
 
 
 def camera_center(viewmat: jax.Array) -> jax.Array:
-    """World position of the camera centre, -R_v^T t_v, for a (4, 4) world->camera matrix."""
-    return -viewmat[:3, :3].T @ viewmat[:3, 3]
+    """World positions (..., 3) of the camera centres, c = -R_v^T t_v, of world->camera matrices
+    ``viewmat (..., 4, 4)``: the one definition (``camera.camera_center`` is this function)."""
+    viewmat = jnp.asarray(viewmat)
+    return -jnp.einsum("...ji,...j->...i", viewmat[..., :3, :3], viewmat[..., :3, 3])
 
 
 def project(

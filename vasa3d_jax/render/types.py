@@ -5,7 +5,7 @@ world->camera 4x4; ``K`` in pixels with pixel centres at +0.5 (as gsplat 1.5.3).
 meaning of gsplat's ``rasterization()`` arguments: activated scales and opacities, wxyz quaternions
 that need not be normalised.
 
-All three are registered dataclasses (pytrees), so they pass through ``jit``, ``vmap`` and ``grad``.
+All are registered dataclasses (pytrees), so they pass through ``jit``, ``vmap`` and ``grad``.
 Leading batch dimensions are allowed on every array field; the renderer vmaps over them.
 """
 
@@ -27,7 +27,8 @@ class Gaussians:
     scales:    (..., N, 3) float32, standard deviations along the local axes, metres (linear, not log)
     opacities: (..., N)    float32, in [0, 1]
     colors:    (..., N, 3) RGB in [0, 1], or (..., N, K, 3) real SH coefficients with
-               K = (degree + 1)^2, degree 0..3 (colour = max(SH(dir) + 0.5, 0), as gsplat)
+               K = (degree + 1)^2, degree 0..3 (colour = max(SH(dir) + 0.5, 0), as gsplat);
+               None for geometry alone (``render_features`` takes its features separately)
     """
 
     means: jax.Array
@@ -42,8 +43,8 @@ class Gaussians:
 
     @property
     def sh_degree(self) -> int | None:
-        """None for plain RGB colours, else the SH degree implied by the coefficient count."""
-        if self.colors.ndim == self.means.ndim:
+        """None for plain RGB colours (or none), else the SH degree implied by the coefficient count."""
+        if self.colors is None or self.colors.ndim == self.means.ndim:
             return None
         k = self.colors.shape[-2]
         degree = int(round(k ** 0.5)) - 1
@@ -79,8 +80,31 @@ class Camera:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
+class FeatureOutput:
+    """What ``render_features`` returns (leading batch dimensions follow the inputs).
+
+    features: (..., H, W, D) float32, composited features over the background: sum_i w_i f_i + T bg
+    alpha:    (..., H, W)    float32, 1 - final transmittance = sum_i w_i
+    depth:    (..., H, W)    float32, expected camera z: sum(w_i z_i) / max(alpha, 1e-10)
+    radii, means2d, num_visible, num_isects, isect_overflow, max_tile_count: as ``RenderOutput``
+    """
+
+    features: jax.Array
+    alpha: jax.Array
+    depth: jax.Array
+    radii: jax.Array
+    means2d: jax.Array
+    num_visible: jax.Array
+    num_isects: jax.Array
+    isect_overflow: jax.Array
+    max_tile_count: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class RenderOutput:
-    """What ``render`` returns (leading batch dimensions follow the inputs).
+    """What ``render`` returns (leading batch dimensions follow the inputs): a ``FeatureOutput`` whose
+    features are the colours.
 
     rgb:   (..., H, W, 3) float32, composited colour over the background
     alpha: (..., H, W)    float32, 1 - final transmittance

@@ -1,4 +1,4 @@
-"""The speech -> motion -> Gaussian head -> video pipeline (vasa3d_jax/pipeline.py, ``vasa3d speak``).
+"""The speech -> motion -> Gaussian head -> video session (vasa3d_jax/session.py, ``vasa3d speak``).
 
 A tiny randomly initialised motion generator (log-mel features, so no Whisper) drives the real
 template avatar; every render uses one image size and one camera family so the frame program
@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vasa3d_jax import camera, cli, pipeline
+from vasa3d_jax import camera, cli, session
+from vasa3d_jax.audio import load_speech
 from vasa3d_jax.avatar.io import Avatar, load_avatar, save_avatar
-from vasa3d_jax.avatar.render import FrameRenderer
+from vasa3d_jax.avatar.render import FrameRenderer, RenderStats, render_motion
 from vasa3d_jax.avatar.template import template_avatar
 from vasa3d_jax.camera import CameraPath
-from vasa3d_jax.motion import MotionGenerator, SamplerConfig
+from vasa3d_jax.motion import MotionGenerator, SamplerConfig, parse_controls
 from vasa3d_jax.motion.data import Stats
 from vasa3d_jax.motion.dit import DiTConfig, init_params
 from vasa3d_jax.motion_space import MotionSpace
@@ -48,7 +49,7 @@ def avatar():
 
 @pytest.fixture(scope="session")
 def talker(avatar):
-    return pipeline.Talker(avatar, tiny_generator(), size=SIZE, sampler=FAST)
+    return session.Talker(avatar, tiny_generator(), size=SIZE, sampler=FAST)
 
 
 @pytest.fixture(scope="session")
@@ -77,17 +78,19 @@ def _durations(path):
 def test_speak_writes_video_with_matching_sound(talker, speech_wav, tmp_path):
     speech = talker.speak(speech_wav, camera_path="orbit", key=jax.random.key(3))
     assert speech.motion.shape == (25, MotionSpace.builtin().size)  # ceil(1.0 s * 25 fps)
-    summary = pipeline.save_speech(speech, tmp_path)
+    summary = session.save_speech(speech, tmp_path)
     n_video, video_s, audio_s = _durations(tmp_path / "talking.mp4")
     assert n_video == 25 == summary["frames"]
     assert abs(video_s - 1.0) < 1e-6
     # AAC adds 1024 priming samples and pads the last frame: at most 2 x 1024 samples (128 ms) extra.
     assert 0 <= audio_s - video_s <= 2 * 1024 / 16000
+    # bitwise: a round trip (write -> read) is the contract
     np.testing.assert_array_equal(np.load(tmp_path / "motion.npy"), speech.motion)
     assert (tmp_path / "contact_sheet.png").stat().st_size > 0
     assert summary["fps"] > 0 and summary["capacity"] > 0 and summary["resizes"] == 0
     # The same key gives the same motion.
     again = talker.speak(speech_wav, camera_path="orbit", key=jax.random.key(3))
+    # bitwise: determinism (same inputs, same program) is the contract
     np.testing.assert_array_equal(again.motion, speech.motion)
 
 
@@ -114,7 +117,7 @@ def test_motion_drives_the_mouth(avatar):
     x[:, space.index("AU26")] = levels
     x[:, space.index("AU25")] = levels
     opening = np.asarray(space.mouth_open(jnp.asarray(x)))
-    images = list(pipeline.render_motion(_palette(avatar), x, MOUTH_VIEW, SIZE))
+    images = list(render_motion(_palette(avatar), x, MOUTH_VIEW, SIZE))
     counts = [_mouth_pixels(im) for im in images]
     assert np.all(np.diff(opening) > 0)
     assert np.all(np.diff(counts) > 0), counts  # more open -> more interior visible
@@ -148,7 +151,7 @@ def test_camera_paths():
 
 def test_orbit_renders_distinct_views(avatar):
     x = np.zeros((4, avatar.space.size), np.float32)
-    images = np.stack(list(pipeline.render_motion(avatar, x, "orbit", SIZE)))
+    images = np.stack(list(render_motion(avatar, x, "orbit", SIZE)))
     diffs = [np.abs(images[i] - images[j]).mean() for i in range(4) for j in range(i + 1, 4)]
     assert min(diffs) > 0.01, diffs
 
@@ -170,9 +173,9 @@ def test_overflow_resizes_or_raises(avatar):
 
 
 def test_stream_yields_frames_per_window(talker, speech_wav):
-    wav = pipeline.load_waveform(speech_wav)
+    wav = load_speech(speech_wav)
     chunks = np.array_split(wav, 7)  # irregular pieces, as from a microphone
-    stats, blocks = pipeline.RenderStats(), []
+    stats, blocks = RenderStats(), []
     frames = list(talker.stream(chunks, camera_path="front", key=jax.random.key(3), stats=stats, motion_out=blocks))
     assert [len(b) for b in blocks] == [20, 5]  # a window of W = 20 frames, then the rest
     assert len(frames) == stats.frames == 25 and frames[0].shape == (SIZE, SIZE, 3)
@@ -184,6 +187,7 @@ def test_avatar_file_roundtrip(avatar, tmp_path):
     loaded = load_avatar(path)
     assert loaded.model.config == avatar.model.config and loaded.space == avatar.space
     for a, b in zip(jax.tree.leaves(avatar.params), jax.tree.leaves(loaded.params)):
+        # bitwise: a round trip (write -> read) is the contract
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(FileNotFoundError, match="save_avatar"):
         load_avatar(tmp_path / "nope.npz")
@@ -199,7 +203,7 @@ def test_bad_inputs_are_explained(talker, tmp_path, capsys):
     with pytest.raises(ValueError, match="even number"):
         FrameRenderer(talker.avatar, 33)
     with pytest.raises(ValueError, match="expected"):
-        list(pipeline.render_motion(talker.avatar, np.zeros((0, 28)), "front", SIZE))
+        list(render_motion(talker.avatar, np.zeros((0, 28)), "front", SIZE))
     assert cli.main(["speak", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path)]) == 2
     assert "missing.wav" in capsys.readouterr().err
     assert cli.main(["speak", "--audio", "x.wav", "--out", str(tmp_path), "--camera", "sideways"]) == 2
@@ -229,6 +233,7 @@ def test_zero_residual_is_detected_and_skipped_exactly(avatar):
     full = final_gaussians(avatar.model, avatar.params, x)
     skipped = final_gaussians(avatar.model, avatar.params, x, residual=False)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(skipped)):
+        # bitwise: a residual of exactly zero is skipped, not approximated
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     out = avatar.params["d_pose"]["params"]["output"]
     bumped = {**avatar.params, "d_pose": {"params": {**avatar.params["d_pose"]["params"],
@@ -244,12 +249,13 @@ def test_stream_odd_chunks_give_the_frames_of_one_call(talker):
     pieces = [wav[:1], wav[1:1], wav[1:1 + 3 * 16000], wav[1 + 3 * 16000:]]  # 1 sample, 0, "3 s" (the rest)
     odd = list(talker.stream(pieces, "front", key=jax.random.key(1), motion_out=odd_motion))
     assert len(whole) == len(odd) == 55
+    # bitwise: chunking the stream is a schedule only (the same windows, the same programs)
     np.testing.assert_array_equal(np.concatenate(whole_motion), np.concatenate(odd_motion))
     np.testing.assert_array_equal(np.stack(whole), np.stack(odd))
 
 
 def test_stream_closed_early_leaves_a_playable_mp4(talker, speech_wav, tmp_path):
-    wav = pipeline.load_waveform(speech_wav)
+    wav = load_speech(speech_wav)
 
     class Stop(Exception):
         pass
@@ -259,16 +265,16 @@ def test_stream_closed_early_leaves_a_playable_mp4(talker, speech_wav, tmp_path)
             raise Stop
 
     with pytest.raises(Stop):
-        pipeline.record_stream(talker, np.array_split(wav, 5), tmp_path / "early.mp4", on_frame=stop_after_ten)
+        session.record_stream(talker, np.array_split(wav, 5), tmp_path / "early.mp4", on_frame=stop_after_ten)
     n_video, video_s, audio_s = _durations(tmp_path / "early.mp4")
     assert n_video == 10 and math.isclose(video_s, 0.4, abs_tol=1e-6)
     assert abs(audio_s - 0.4) < 0.05  # the sound of the frames written (AAC pads to 1024 samples)
-    summary = pipeline.record_stream(talker, np.array_split(wav, 5), tmp_path / "all.mp4")
+    summary = session.record_stream(talker, np.array_split(wav, 5), tmp_path / "all.mp4")
     assert summary["frames"] == 25 and _durations(tmp_path / "all.mp4")[0] == 25
 
 
 def test_parse_controls(talker):
-    c = pipeline.parse_controls(talker.generator, "10,-5", 0.7, None)
+    c = parse_controls(talker.generator, "10,-5", 0.7, None)
     assert np.allclose(c.gaze, (math.radians(10), math.radians(-5))) and c.distance == 0.7 and c.emotion is None
     with pytest.raises(ValueError, match="YAW,PITCH"):
-        pipeline.parse_controls(talker.generator, "left")
+        parse_controls(talker.generator, "left")
