@@ -148,3 +148,21 @@ def test_photo_registration_puts_the_face_on_the_photo_landmarks():
         assert np.abs(offsets[np.setdiff1d(ids, np.arange(468))]).max() == 0.0  # fixed rows are copied
     cavity = np.setdiff1d(np.unique(faces[region == head.region_id("mouth")]), np.arange(468))
     assert np.abs(offsets[cavity]).max() > 1e-4
+
+
+def test_anchor_mouth_mask_covers_the_lips_and_fades():
+    """api.anchor_mouth_mask: 1 on the photo's lips and a margin, 0 far from the mouth, in crop pixels."""
+    from vasa3d_jax.portrait import api
+
+    lm = np.zeros((468, 2))
+    ring = np.asarray(landmarks.LIP_OUTER_RING)
+    angles = np.linspace(0, 2 * np.pi, len(ring), endpoint=False)
+    lm[ring] = np.c_[200 + 40 * np.cos(angles), 300 + 15 * np.sin(angles)]  # a 80 x 30 px mouth
+    lm[list(landmarks.LIP_OUTER_CORNERS)] = [[160, 300], [240, 300]]
+    box = (100.0, 150.0, 200.0)  # x0, y0, side in photo pixels -> a 100 px crop: scale 0.5
+    mask = api.anchor_mouth_mask(lm, box, 100)
+    assert mask.shape == (100, 100) and mask.dtype == np.float32
+    assert mask[75, 50] == 1.0  # the mouth's centre (200, 300) -> crop (50, 75)
+    assert mask[75, 50 + 21] == 1.0  # just past the lip corner: inside the margin (0.2 x 40 px = 8 px)
+    assert mask[10, 10] == 0.0 and mask[75, 95] == 0.0
+    assert 0.0 < mask[75, 50 + 20 + 12] < 1.0  # the feather
