@@ -34,7 +34,9 @@ with skin_photo, lip_photo the confidence-weighted mean photo colours of the see
 vertices, and t in [0, 1] the sample's depth in the mouth at rest (1 at the front of the teeth or
 the lip contour, 0 at the back), k = TEETH_BACK: back teeth fade into the dark cavity; r in [0, 1]
 the height on the tooth from the biting edge (0) to the gum (1); g follows the photo's exposure but
-not far below 1 (skin tone is not light: dark skin must not give grey teeth).
+not far below 1 (skin tone is not light: dark skin must not give grey teeth). Teeth the photo
+does show keep its brightness with ivory's chroma (eq. 5b: teeth = TEETH_IVORY · lum(photo) /
+lum(TEETH_IVORY), blended with eq. 5 by w, and w set to 0 there).
 
 Mirror at full resolution: a skin sample s also has a mirror point, its barycentric coordinates on
 the mirror triangle (the partners of its corners), seen by eq. 1 at pixel u'_s with weight w'_s;
@@ -235,8 +237,11 @@ def _weighted_mean(colors: np.ndarray, weights: np.ndarray, default: np.ndarray)
     return default if total < 1e-6 else (weights[:, None] * colors).sum(0) / total
 
 
+LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 luma weights
+
+
 def _luminance(rgb) -> float:
-    return float(np.dot(rgb, (0.2126, 0.7152, 0.0722)))  # Rec. 709 luma weights
+    return float(np.dot(rgb, LUMA))
 
 
 def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_rgb: np.ndarray,
@@ -334,6 +339,14 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
                                _weighted_mean(c_v[lip_ids], w_v[lip_ids], tpl_lips()))
     inside = np.isin(sreg, [names.index("mouth"), names.index("teeth")])
     fill = np.where(inside[:, None], interior, fill)
+    # Eq. 5b: seen teeth keep the photo's brightness and take ivory's chroma; the photo's own teeth
+    # pixels carry the casts of the lips and the cavity around them (a fitted astronaut's teeth came
+    # out grey-green). They go into the fill (w = 0), so the synthesiser shows the same teeth.
+    teeth = sreg == names.index("teeth")
+    ivory = np.asarray(TEETH_IVORY)
+    warm = np.clip(ivory[None] * (photo @ np.asarray(LUMA))[:, None] / _luminance(ivory), 0.0, 1.0)
+    fill = np.where(teeth[:, None], w[:, None] * warm + (1 - w)[:, None] * fill, fill)
+    w = np.where(teeth, 0.0, w)
     color = w[:, None] * photo + m[:, None] * _bilinear(image, xy_m) + (1 - w - m)[:, None] * fill
     return Texture(photo_xy=xy.astype(np.float32), confidence=w.astype(np.float32),
                    mirror_xy=xy_m.astype(np.float32), mirror_confidence=m.astype(np.float32),
