@@ -175,7 +175,7 @@ def evaluate(name: str, config: EvalConfig, workdir: pathlib.Path, generator) ->
         entry["stage_s_total"] = round(sum(runs[-1].values()), 1)
     entry["reconstruction"] = metrics_lib.photo_view_metrics(result.avatar, result.anchor)
     entry["heldout"] = heldout(result, config, image)
-    x = previews.expression(result.avatar.space, result.anchor.latent, 0.0)
+    x = previews.expression(result.avatar.space, 0.0)
     entry["geometry"] = geometry(result.avatar, x)
     entry["lips"] = lips(result.avatar, x, generator)
     return entry

@@ -101,6 +101,30 @@ def test_single_image_round_trip(setup, image_round_trip):
         assert abs(f.focal / K[0, 0] - 1) < 0.15
 
 
+def test_smile_and_open_mouth_stay_in_the_latent(setup):
+    """Issue 21: a grinning, open-mouthed face is explained by its latent, not by identity: on the
+    fitted identity with every expression at zero the lips are closed and the mouth no wider than
+    the template's (eq. 4's seal and expression-orthogonality terms)."""
+    head, space, K, viewmat = setup
+    truth = np.zeros((1, space.size), np.float32)
+    for name, value in (("AU12", 1.0), ("AU06", 0.8), ("AU25", 1.0), ("AU26", 0.4)):
+        truth[0, space.index(name)] = value
+    truth[0, space.dyn_size + 2] = 0.05  # a little roll, so the pose is not trivially zero
+    faces = synthetic.project_landmarks(head, space, truth, jnp.zeros(head.num_shape), K, viewmat, SIZE)
+    one = synthetic.SyntheticFaces(faces.landmarks[0], faces.iris[0], SIZE, faces.valid[0])
+    fit = encode.encode_motion(one, head, space, image_size=SIZE)
+    neutral = np.asarray(head.vertices(jnp.asarray(fit.identity), jnp.zeros(head.num_expression),
+                                       jnp.zeros(head.num_pose)))
+    rest = np.asarray(head.v_template)
+    iod = np.linalg.norm(neutral[33] - neutral[263])
+    assert np.linalg.norm(neutral[13] - neutral[14]) / iod < 0.01  # closed (rest: 0; the photo: ~0.2)
+    width = np.linalg.norm(neutral[61] - neutral[291]) / iod
+    assert width < np.linalg.norm(rest[61] - rest[291]) / np.linalg.norm(rest[33] - rest[263]) + 0.02
+    for name in ("AU12", "AU25"):
+        assert fit.latents[0, space.index(name)] > 0.7, name  # the smile and the parted lips are expression
+    assert float(space.mouth_open(jnp.asarray(fit.latents[0]))) > 0.5 * float(space.mouth_open(jnp.asarray(truth[0])))
+
+
 def test_fit_renders_through_its_camera(setup, image_round_trip):
     """MotionFit's camera and identity head reproduce its residuals through the full head model:
     what the portrait code will render is what was fitted."""

@@ -63,10 +63,40 @@ def test_closed_oriented_two_manifold(head):
         assert int(np.sum(np.asarray(head.face_region) == head.region_id(name))) > 0
 
 
+def _lip_gaps(head, expression):
+    v = np.asarray(head.vertices(jnp.zeros(head.num_shape), jnp.asarray(expression, jnp.float32),
+                                 jnp.zeros(head.num_pose)))
+    up, lo = v[list(template_lib.LIP_INNER_UPPER)], v[list(template_lib.LIP_INNER_LOWER)]
+    iod = np.linalg.norm(v[33] - v[263])
+    return (up[:, 1] - lo[:, 1]) / iod  # signed vertical gap of each inner-lip pair
+
+
+def test_lips_closed_at_rest_part_on_au25_and_never_cross(head):
+    """Eq. 6: the neutral mouth is closed (issue 21: the canonical face's was ajar, 0.065 IOD);
+    AU25 (lips part) and AU26 (jaw drop) open it; no unit at full intensity crosses the lips."""
+    e = np.zeros(head.num_expression)
+    np.testing.assert_allclose(_lip_gaps(head, e), 0.0, atol=1e-6)  # float32 storage of a 0 gap
+    for au, least in (("AU25", 0.04), ("AU26", 0.09)):
+        x = e.copy()
+        x[ACTION_UNITS.index(au)] = 1.0
+        assert _lip_gaps(head, x)[4] > least, au  # pair 4 is 13-14, the middle of the lips
+    for k, au in enumerate(ACTION_UNITS):
+        x = e.copy()
+        x[k] = 1.0
+        assert _lip_gaps(head, x).min() > -1e-4, f"{au} at 1 crosses the lips"
+
+
 def test_face_matches_mediapipe_canonical(head):
     canon = template_lib.canonical_face_cm()
     expected = 0.01 * (canon - template_lib.HEAD_CENTRE_CM)
-    np.testing.assert_allclose(np.asarray(head.v_template)[:468], expected, atol=1e-6)
+    v = np.asarray(head.v_template)[:468]
+    # Away from the mouth the face is MediaPipe's canonical face (float32 storage: 1e-6 m); the lips
+    # are sealed at rest (eq. 6), so they and their neighbourhood move, by at most half the
+    # canonical gap (0.065 outer-canthi distances ~ 5.7 mm, i.e. < 3 mm).
+    mouth_c = expected[list(template_lib.LIP_INNER_UPPER + template_lib.LIP_INNER_LOWER)].mean(0)
+    far = np.linalg.norm(expected - mouth_c, axis=1) > 0.01 * template_lib.LIP_FIELD_RADIUS_CM
+    np.testing.assert_allclose(v[far], expected[far], atol=1e-6)
+    assert np.abs(v - expected).max() < 0.003
     np.testing.assert_array_equal(np.asarray(head.landmark_vertices), np.arange(468))
     # The face region is the canonical tessellation minus the mouth and eye openings (18 + 2 * 14).
     canon_tris = {tuple(sorted(t)) for t in template_lib.canonical_triangles().tolist()}

@@ -115,3 +115,54 @@ def test_person_mask_on_the_astronaut():
     # right of the shuttle are not.
     assert m[110, 230] > 0.9 and m[40, 230] > 0.9
     assert m[20, 20] < 0.1 and m[40, 495] < 0.1
+
+
+def test_photo_registration_puts_the_face_on_the_photo_landmarks():
+    """model.py eq. 4: after registration every inner-face landmark vertex projects exactly onto the
+    photo's landmark (offsets lie in the image plane at the vertex's depth), the teeth and the scalp
+    do not move, and the mouth cavity follows its rim (harmonic)."""
+    import jax.numpy as jnp
+
+    from vasa3d_jax.camera import project_points
+    from vasa3d_jax.face import encode, synthetic
+    from vasa3d_jax.head import template_head
+    from vasa3d_jax.portrait import model as md
+    from vasa3d_jax.render import Camera
+
+    head = template_head()
+    size = (240, 256)
+    K, viewmat = synthetic.camera_for(size, encode.default_focal(size), 0.6)
+    cam = Camera(viewmat=jnp.asarray(viewmat, jnp.float32), K=jnp.asarray(K, jnp.float32), width=size[1], height=size[0])
+    verts = np.asarray(head.v_template)
+    xy, _ = project_points(jnp.asarray(verts[:468]), cam.viewmat, cam.K)
+    target = np.asarray(xy, np.float64).copy()
+    target[list(landmarks.LIP_INNER_LOWER), 1] += 3.0  # the photo's mouth is open 3 px wider than the fit
+    target[list(landmarks.LIP_INNER_UPPER), 0] -= 1.0
+    offsets = md.photo_registration(head, verts, cam, target)
+    moved, _ = project_points(jnp.asarray(verts + offsets)[:468], cam.viewmat, cam.K)
+    inner = np.setdiff1d(np.arange(468), landmarks.FACE_OVAL)
+    np.testing.assert_allclose(np.asarray(moved)[inner], target[inner], atol=2e-3)  # float32 projection
+    region, faces = np.asarray(head.face_region), np.asarray(head.faces)
+    for name in ("teeth", "scalp"):
+        ids = np.unique(faces[region == head.region_id(name)])
+        assert np.abs(offsets[np.setdiff1d(ids, np.arange(468))]).max() == 0.0  # fixed rows are copied
+    cavity = np.setdiff1d(np.unique(faces[region == head.region_id("mouth")]), np.arange(468))
+    assert np.abs(offsets[cavity]).max() > 1e-4
+
+
+def test_anchor_mouth_mask_covers_the_lips_and_fades():
+    """api.anchor_mouth_mask: 1 on the photo's lips and a margin, 0 far from the mouth, in crop pixels."""
+    from vasa3d_jax.portrait import api
+
+    lm = np.zeros((468, 2))
+    ring = np.asarray(landmarks.LIP_OUTER_RING)
+    angles = np.linspace(0, 2 * np.pi, len(ring), endpoint=False)
+    lm[ring] = np.c_[200 + 40 * np.cos(angles), 300 + 15 * np.sin(angles)]  # a 80 x 30 px mouth
+    lm[list(landmarks.LIP_OUTER_CORNERS)] = [[160, 300], [240, 300]]
+    box = (100.0, 150.0, 200.0)  # x0, y0, side in photo pixels -> a 100 px crop: scale 0.5
+    mask = api.anchor_mouth_mask(lm, box, 100)
+    assert mask.shape == (100, 100) and mask.dtype == np.float32
+    assert mask[75, 50] == 1.0  # the mouth's centre (200, 300) -> crop (50, 75)
+    assert mask[75, 50 + 21] == 1.0  # just past the lip corner: inside the margin (0.2 x 40 px = 8 px)
+    assert mask[10, 10] == 0.0 and mask[75, 95] == 0.0
+    assert 0.0 < mask[75, 50 + 20 + 12] < 1.0  # the feather

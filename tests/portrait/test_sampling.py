@@ -68,14 +68,16 @@ def test_deterministic_and_seed_dependent():
     assert not np.array_equal(a.latents, c.latents)
 
 
-def test_blinks_gaze_and_jaw_moderation():
+def test_blinks_gaze_and_the_mouth_whatever_the_photo():
     x, cam = _photo(mouth=0.0)
     cfg = smp.SamplingConfig(num_frames=60, seed=0)
     closed = smp.training_views(SPACE, x, cam, PIVOT, cfg, motion=_clips())
     x_open, _ = _photo(mouth=0.8)
     opened = smp.training_views(SPACE, x_open, cam, PIVOT, cfg, motion=_clips())
     jaw = SPACE.index("AU26")
-    np.testing.assert_allclose(closed.latents[:, jaw], cfg.closed_mouth_scale * opened.latents[:, jaw], rtol=1e-5)
+    # A closed-mouth photo's frames open the jaw exactly as an open-mouth photo's (issue 21).
+    np.testing.assert_allclose(closed.latents[:, jaw], opened.latents[:, jaw], rtol=1e-6)
+    assert closed.latents[:, jaw].max() > 0.3
     assert np.ptp(opened.latents[:, SPACE.index("gaze_yaw")]) > 0.02
 
 

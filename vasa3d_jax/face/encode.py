@@ -29,9 +29,15 @@ the whole head by ``geometry.harmonic_extension`` (rigid eyeballs and teeth move
 their nearest skin vertices). β = Φ b. Prior (precision on b):
 
     (4) E_id = ‖L Φ b‖²/σ_lap² + ‖Φ b‖²/σ_ridge² + ‖Φ b − M(Φ b)‖²/σ_sym²
+             + ‖S Φ b‖²/σ_seal² + Σ_k (â_kᵀ Φ b)²/σ_expr²
 
 with L the umbrella Laplacian (``HeadModel.shape_prior``'s operator) and M the left-right mirror
-(portrait-notes §1.1, §1.4). FLAME: β = its first K shape coefficients, unit-variance prior.
+(portrait-notes §1.1, §1.4). The last two terms settle the identity/expression ambiguity of one
+image (the classic one of single-image face fitting) in favour of expression: S takes the
+difference of each upper/lower inner-lip vertex pair (identity cannot open or close the mouth), and
+â_k is the unit displacement field of expression unit k at intensity 1 (the jaw's rotation
+included) on the face, so identity has (almost) no component along any expression: a smiling or
+speaking photo is explained by its latent, and the neutral latent on its identity is neutral. FLAME: β = its first K shape coefficients, unit-variance prior.
 
 Energy (squared residuals, each divided by its noise scale; s = inter-ocular distance in pixels,
 outer canthi 33-263, so weights do not depend on resolution):
@@ -40,7 +46,7 @@ outer canthi 33-263, so weights do not depend on resolution):
           + Σ_k x_k²/σ_k²  +  E_id  +  (log f − log f_0)²/σ_f²  [+ smoothing, eq. 7]
 
 P_e is the front pole of eyeball e (the pupil centre of the model), ι_e the detected iris centre.
-Face-oval landmarks (``FACE_OVAL``) slide with pose (portrait-notes §1.5): their weight is
+The inner-lip contour counts ``INNER_LIP_WEIGHT`` times. Face-oval landmarks (``FACE_OVAL``) slide with pose (portrait-notes §1.5): their weight is
 ``OVAL_WEIGHT`` · max(0, n·v)^2 with n the landmark's rest normal rotated by the initial pose and v
 the direction to the camera, so contour points on the far side barely count.
 
@@ -80,6 +86,7 @@ from vasa3d_jax.camera import camera_from_estimate, intrinsics, pose_viewmat
 from vasa3d_jax.geometry import rotmat_to_quat
 from vasa3d_jax.head import geometry
 from vasa3d_jax.head import lbs as lbs_lib
+from vasa3d_jax.head import landmarks
 from vasa3d_jax.head.base import JOINTS, PARENTS, HeadModel
 from vasa3d_jax.head.landmarks import EYE_R_CORNERS, FACE_OVAL, OUTER_CANTHI
 from vasa3d_jax.head.prior import base_priors
@@ -105,10 +112,16 @@ SIGMA_LANDMARK = 0.01  # σ_ℓ: landmark noise as a fraction of the inter-ocula
 SIGMA_LAP = 0.0005  # σ_lap (m): deviation of an offset from its neighbours' mean
 SIGMA_RIDGE = 0.01  # σ_ridge (m): offset size
 SIGMA_SYM = 0.002  # σ_sym (m): left-right asymmetry of the offsets
+SIGMA_SEAL = 0.0002  # σ_seal (m): identity's change of an inner-lip pair's separation (eq. 4)
+SIGMA_EXPR = 0.0003  # σ_expr (m): identity's component along a unit expression field (eq. 4)
 SIGMA_LOG_FOCAL = 0.25  # σ_f: a ~25 % focal-length prior around the default field of view
 DEFAULT_FOV_DEG = 35.0  # field of view on the image's longer side (portrait-notes §1.2: 30-40°)
 OVAL_WEIGHT = 0.3  # face-oval landmarks count this much at best (§1.5)
 IRIS_WEIGHT = 2.0  # the iris centres are the only gaze evidence
+# The inner-lip contour (20 of 468 points) carries the mouth opening, which decides where the photo's
+# lips and teeth go on the head (portrait/texture.py); without extra weight the rest of the face
+# outvoted it (a closed-mouth photo was fitted with AU25 = 0.43, gap 0.037 vs 0.003 in the photo).
+INNER_LIP_WEIGHT = 4.0
 # Latent priors σ_k by channel unit: AU intensities, gaze (rad), rotation (rad, ~free), translation (m).
 SIGMA_LATENT = {"intensity": 1.0, "rad": 1.0, "m": 0.1, "": 1.0}
 SIGMA_GAZE = 0.3
@@ -285,7 +298,26 @@ def _template_identity_basis(head: HeadModel, num_modes: int) -> tuple[np.ndarra
         p = (phi.T @ lap.T @ lap @ phi / SIGMA_LAP**2 + np.eye(num_modes) / SIGMA_RIDGE**2
              + phi.T @ sym.T @ sym @ phi / SIGMA_SYM**2)
         precision[axis::3, axis::3] = p
+    # Eq. 4, identity vs expression: the inner-lip pairs keep their separation, and identity stays
+    # orthogonal to every unit expression field a_k (row r_k: r_k[c::3] = Φᵀ â_k[:, c]).
+    seal = phi[list(landmarks.LIP_INNER_UPPER)] - phi[list(landmarks.LIP_INNER_LOWER)]  # paired in order
+    for axis in range(3):
+        precision[axis::3, axis::3] += seal.T @ seal / SIGMA_SEAL**2
+    for field in _expression_fields(head)[lmk].transpose(2, 0, 1):
+        unit = field / max(np.linalg.norm(field), 1e-12)
+        r = np.zeros(k3)
+        for axis in range(3):
+            r[axis::3] = phi.T @ unit[:, axis]
+        precision += np.outer(r, r) / SIGMA_EXPR**2
     return basis, precision
+
+
+def _expression_fields(head: HeadModel) -> np.ndarray:
+    """(V, 3, E): each expression unit's displacement at intensity 1, its joint rotations included."""
+    zero_shape, zero_pose = jnp.zeros(head.num_shape), jnp.zeros(head.num_pose)
+    rest = head.vertices(zero_shape, jnp.zeros(head.num_expression), zero_pose)
+    unit = jax.vmap(lambda e: head.vertices(zero_shape, e, zero_pose) - rest)(jnp.eye(head.num_expression))
+    return np.asarray(unit, np.float64).transpose(1, 2, 0)
 
 
 def head_with_identity(head: HeadModel, identity) -> HeadModel:
@@ -726,10 +758,12 @@ def _init_frames(model, lmk, log_f, centre, st):
 
 
 def _oval_weights(model, rot_cam, mask):
-    """Per-frame landmark weights (T, 468): 1, and OVAL_WEIGHT · max(0, n·v)² on the face oval."""
+    """Per-frame landmark weights (T, 468): 1, INNER_LIP_WEIGHT on the inner-lip contour, and
+    OVAL_WEIGHT · max(0, n·v)² on the face oval (weights on squared residuals)."""
     n_cam = jnp.einsum("tij,nj->tni", rot_cam, model.normals)  # normals in the camera-like frame
     facing = jnp.clip(-n_cam[..., 2], 0.0, 1.0)  # z points away from the camera
-    w = jnp.ones((468,)).at[jnp.asarray(FACE_OVAL)].set(0.0)
+    w = jnp.ones((468,)).at[jnp.asarray(landmarks.LIP_INNER_RING)].set(jnp.sqrt(INNER_LIP_WEIGHT))
+    w = w.at[jnp.asarray(FACE_OVAL)].set(0.0)
     oval = jnp.zeros((468,)).at[jnp.asarray(FACE_OVAL)].set(1.0)
     return (w + oval * jnp.sqrt(OVAL_WEIGHT) * facing**2) * mask[:, None]
 

@@ -10,7 +10,8 @@ Head frame (metres, y up, z out of the face, origin at the head centre):
 
     (1) p = 0.01 · (p_canonical − C),   C = HEAD_CENTRE_CM
 
-so the 468 face vertices are MediaPipe's canonical vertices up to this translation and scale.
+so the 468 face vertices are MediaPipe's canonical vertices up to this translation and scale, except
+that the lips are closed at rest (eq. 6).
 
 Geometry built here (the project's own code, ``head/geometry.py``):
 
@@ -55,6 +56,17 @@ Rigs on two channels: AU26 ("jaw drop") rotates the jaw by θ_26 about x (``expr
 θ_26 chosen so the rig alone drops the chin by the data's AU26 chin displacement; the AU26
 blendshape keeps the data minus the rig's displacement. AU43 ("eyes closed") gets a harmonic
 correction so that at AU43 = 1 each upper-lid margin vertex lands on its lower-lid partner.
+
+Lips: the canonical face has them ajar (inner-lip gap 13-14 ≈ 0.065 outer-canthi distances); the
+neutral face of FACS has them closed, and AU25 ("lips part") is what opens them. So the rest shape
+seals them and AU25 gets a part field (``seal_lips``, ``lips_part_field``):
+
+    (6) d = harmonic over the face's triangles (the lips are not joined across the mouth), fixed on
+        the inner-lip contours (seal: each upper/lower pair to its midpoint; part: ±AU25_PART_CM/2
+        in y), zero at the corners and beyond LIP_FIELD_RADIUS_CM from the mouth centre
+    (6b) every AU field gets the eq. 6 field that cancels its inner lips' vertical closing
+        (Δy_upper − Δy_lower < 0): from a sealed rest the data's closing units (AU15, 17, 23, 24,
+        28) would cross the lips; they keep their shaping of the outer lips
 
 Regions (``REGION_NAMES``): face (the 852 remaining canonical triangles), mouth (cavity), teeth,
 eyes (sockets and eyeballs), scalp (shell above the chin line), neck (shell below it).
@@ -134,6 +146,14 @@ EYE_SOCKET_SCALE = (0.9, 0.7, 0.4)
 EYE_SOCKET_DEPTH_CM = (0.3, 0.8, 1.3)
 EYE_SOCKET_POLE_CM = 1.6
 EYEBALL_LAT, EYEBALL_LON = 8, 16
+# Lips (eq. 6): MediaPipe's canonical face is captured with the lips ajar (inner-lip gap 13-14 of
+# 0.065 outer-canthi distances, ≈ 5.7 mm); a neutral face has them closed (FACS: the neutral face
+# is the baseline of every AU; AU25 "lips part" is the action that opens them). The seal moves each
+# inner-lip vertex to the midpoint of its upper/lower pair; the part field opens them again by
+# AU25_PART_CM at AU25 = 1 (ours: lips parted without jaw drop, a few mm to ~1 cm in FACS' E
+# intensity). Both fade harmonically to zero at LIP_FIELD_RADIUS_CM from the mouth centre.
+AU25_PART_CM = 0.6
+LIP_FIELD_RADIUS_CM = 2.6
 
 
 # ---- assets ------------------------------------------------------------------------------------
@@ -353,6 +373,43 @@ def _rotation_x(theta: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
+def _lip_field(face_cm: np.ndarray, face_tris: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Eq. 6: (468, 3) displacement, ``upper``/``lower`` (9, 3) on the inner-lip contours (in
+    ``LIP_INNER_UPPER`` / ``LIP_INNER_LOWER`` order), zero at the corners and from
+    ``LIP_FIELD_RADIUS_CM`` on, harmonic in between over the face (the lips are not connected
+    across the mouth, so the two lips move independently)."""
+    centre = face_cm[list(LIP_INNER_UPPER + LIP_INNER_LOWER)].mean(0)
+    fixed = np.linalg.norm(face_cm - centre, axis=1) > LIP_FIELD_RADIUS_CM
+    val = np.zeros((len(face_cm), 3))
+    for ids, d in ((LIP_INNER_UPPER, upper), (LIP_INNER_LOWER, lower), (LIP_INNER_CORNERS, np.zeros((2, 3)))):
+        fixed[list(ids)] = True
+        val[list(ids)] = d
+    return geometry.harmonic_extension(face_tris, len(face_cm), fixed, val)
+
+
+def _uncross(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 6b: the (9, 3) upper / lower inner-lip corrections that cancel the part of a displacement
+    field ``d (468, 3)`` which would push the upper lip below the lower one (at a sealed rest,
+    the closing AUs of the data, e.g. AU24's lip press, would cross the lips by up to 8 mm)."""
+    rel = d[list(LIP_INNER_UPPER), 1] - d[list(LIP_INNER_LOWER), 1]
+    corr = np.zeros((len(LIP_INNER_UPPER), 3))
+    corr[:, 1] = 0.5 * np.maximum(-rel, 0.0)
+    return corr, -corr
+
+
+def seal_lips(face_cm: np.ndarray, face_tris: np.ndarray) -> np.ndarray:
+    """Eq. 6, the rest seal: the canonical face with each inner-lip pair met at its midpoint."""
+    up, lo = face_cm[list(LIP_INNER_UPPER)], face_cm[list(LIP_INNER_LOWER)]
+    mid = 0.5 * (up + lo)
+    return face_cm + _lip_field(face_cm, face_tris, mid - up, mid - lo)
+
+
+def lips_part_field(face_cm: np.ndarray, face_tris: np.ndarray) -> np.ndarray:
+    """Eq. 6, AU25's part field: (468, 3) cm that opens the sealed lips by ``AU25_PART_CM``."""
+    half = np.tile([0.0, 0.5 * AU25_PART_CM, 0.0], (len(LIP_INNER_UPPER), 1))
+    return _lip_field(face_cm, face_tris, half, -half)
+
+
 @functools.lru_cache(maxsize=1)
 def template_head() -> HeadModel:
     """The built-in head (see the module docstring). Built once per process (~1 s) and cached."""
@@ -367,6 +424,7 @@ def template_head() -> HeadModel:
     eye_l = set(EYE_L_UPPER + EYE_L_LOWER + EYE_L_CORNERS)
     spans = np.array([set(f) <= lips or set(f) <= eye_r or set(f) <= eye_l for f in tris.tolist()])
     face_tris = tris[~spans]
+    face = seal_lips(face, face_tris)
     loops = geometry.boundary_loops(face_tris)
     oval = _loop_containing(loops, CHIN)
 
@@ -449,6 +507,9 @@ def template_head() -> HeadModel:
         lambda th: (_rotation_x(th) @ chin_rel)[1] - chin_rel[1] - chin_drop, 0.0, 0.5)
     rig26 = w_jaw[:468, None] * ((face - TMJ_CM) @ _rotation_x(theta26).T + TMJ_CM - face)
     data[:, :, ACTION_UNITS.index("AU26")] -= rig26
+    data[:, :, ACTION_UNITS.index("AU25")] += lips_part_field(face, face_tris)
+    for k in range(len(ACTION_UNITS)):  # eq. 6b: closed lips cannot close further
+        data[:, :, k] += _lip_field(face, face_tris, *_uncross(data[:, :, k]))
 
     oval_set = set(oval.tolist())
     near_oval = np.array([bool(oval_set & set(f)) for f in face_tris.tolist()])

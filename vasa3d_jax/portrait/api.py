@@ -18,8 +18,10 @@ Stages (each timed and shown with a progress bar; ``workdir/timings.json``):
                K_crop = diag(s, s, 1) [[1, 0, -x0], [0, 1, -y0], [0, 0, 1]] K_photo;
   3. synthesise ``sampling.training_views`` (latents, cameras) -> ``synthesize`` (frames), cached in
                ``workdir/dataset.npz`` with the photo as the anchor frame (its own latent and camera):
-               target_photo = m I_photo + (1 - m) bg  (m the matte; the avatar learns to be clear
-               outside the head and hair, VHAP's alpha supervision, portrait-notes §5.3);
+               target_photo = m' I_photo + (1 - m') fill,  m' = m (1 - mouth)  (m the matte: the
+               avatar learns to be clear outside the head and hair, VHAP's alpha supervision,
+               portrait-notes §5.3; mouth: the photo's lips grown a little, where the synthesiser's
+               frame at the photo's latent is the target, ``Anchor``);
   4. fit       the fit engine from ``initial_avatar`` (Gaussians coloured from the photo),
                resuming from ``workdir/fit/ckpt``; the anchor is drawn with probability
                w_a / (w_a + N_syn) per batch slot (``PortraitPreset.anchor_weight``);
@@ -55,9 +57,10 @@ from vasa3d_jax.portrait import checks
 from vasa3d_jax.portrait.sampling import SamplingConfig, training_views
 from vasa3d_jax.render.types import Camera
 
-FORMAT_VERSION = 2  # bump when a stage's cached output changes meaning
+FORMAT_VERSION = 3  # bump when a stage's cached output changes meaning
 CROP_MARGIN = 0.12  # the training crop adds this share of the matte's box on every side (ours)
 BACKGROUND = (1.0, 1.0, 1.0)  # render and target background (the fit engine's default)
+ANCHOR_MOUTH_MARGIN = 0.2  # the anchor's mouth mask reaches this share of the mouth width past the lips (ours)
 # One photo: the LiteRT interpreter answers in seconds, where the Flax networks first compile for
 # minutes on 2 cores (measured on the astronaut: 10 s vs 170 s); both run the same .tflite weights.
 FACE_BACKEND = "litert"
@@ -158,10 +161,18 @@ def get_preset(preset: str | PortraitPreset) -> PortraitPreset:
 @dataclasses.dataclass(frozen=True)
 class Anchor:
     """The photo as a training frame: crop (S, S, 3) in [0, 1], matte (S, S) in [0, 1], its latent (D,),
-    its camera (viewmat (4, 4), K (3, 3) for the S x S crop), the head pivot (3,) and ``fill``
+    its camera (viewmat (4, 4), K (3, 3) for the S x S crop), the head pivot (3,), ``fill``
     (S, S, 3): what the target shows outside the matte (the synthesiser's frame at the photo view,
     so the neck under a collar or a hair-shell overshoot agrees with every other training frame;
-    the background where the head model does not reach)."""
+    the background where the head model does not reach), and ``mouth`` (S, S) in [0, 1]: where the
+    target shows ``fill`` inside the matte too (``anchor_mouth_mask``).
+
+    Why the mouth: the photo's lips sit where its own expression puts them, which the latent
+    reproduces only approximately (a grin wider than AU12 = 1); fitted to the photo there, the
+    avatar's colour and deformation networks learned the photo's mouth at its latent (teeth painted
+    on the lips, tinted teeth on every open mouth: issue 21). The synthesiser's frame at the photo's
+    latent has the photo's lip and teeth colours on the head's own lips and teeth (the texture is
+    registered on the photo's landmarks, model.py eq. 4), so the mouth is supervised consistently."""
 
     image: np.ndarray
     matte: np.ndarray
@@ -170,6 +181,7 @@ class Anchor:
     K: np.ndarray
     pivot: np.ndarray
     fill: np.ndarray
+    mouth: np.ndarray
 
     @property
     def size(self) -> int:
@@ -177,8 +189,8 @@ class Anchor:
 
     @property
     def target(self) -> np.ndarray:
-        """The photo inside the matte, ``fill`` outside it (what the avatar is fitted to)."""
-        m = self.matte[..., None]
+        """The photo inside the matte but off the mouth, ``fill`` elsewhere (what the avatar is fitted to)."""
+        m = (self.matte * (1.0 - self.mouth))[..., None]
         return (m * self.image + (1.0 - m) * self.fill).astype(np.float32)
 
     def camera(self) -> Camera:
@@ -192,6 +204,7 @@ class Anchor:
         with np.load(path) as z:
             fields = {f.name: z[f.name] for f in dataclasses.fields(cls) if f.name in z.files}
         fields.setdefault("fill", np.broadcast_to(np.asarray(BACKGROUND, np.float32), fields["image"].shape).copy())
+        fields.setdefault("mouth", np.zeros(fields["image"].shape[:2], np.float32))
         return cls(**fields)
 
 
@@ -366,8 +379,10 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     from vasa3d_jax.portrait.model import build_from_fit
 
     mf = found.motion_fit
+    landmarks = np.asarray(found.analysis.landmarks)[..., :2].reshape(-1, 2)[:468]
     model = build_from_fit(image, found.matte, latent=_photo_latent(mf), shape=mf.identity, camera=mf.camera(),
-                           head=template_head(), sample_spacing_px=preset.sample_spacing(image, found.matte))
+                           head=template_head(), landmarks=landmarks,
+                           sample_spacing_px=preset.sample_spacing(image, found.matte))
     matte = np.asarray(model.matte, np.float32)
     camera = model.camera
     box = head_box(model, CROP_MARGIN)
@@ -376,7 +391,8 @@ def build_model(image: np.ndarray, found: Found, preset: PortraitPreset):
     K = crop_intrinsics(np.asarray(camera.K, np.float32), box, preset.size)
     anchor = Anchor(image=crop_img, matte=np.clip(crop_matte, 0.0, 1.0), latent=np.asarray(model.latent, np.float32),
                     viewmat=np.asarray(camera.viewmat, np.float32), K=K, pivot=np.asarray(PIVOT, np.float32),
-                    fill=np.broadcast_to(np.asarray(BACKGROUND, np.float32), crop_img.shape).copy())
+                    fill=np.broadcast_to(np.asarray(BACKGROUND, np.float32), crop_img.shape).copy(),
+                    mouth=anchor_mouth_mask(landmarks, box, preset.size))
     return model, anchor
 
 
@@ -508,6 +524,26 @@ def fit_to_folder(portrait, out: str | os.PathLike, preset: str | PortraitPreset
 
 
 # ---- crop ---------------------------------------------------------------------------------------
+def anchor_mouth_mask(landmarks: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """(size, size) float32: the photo's outer-lip polygon (``landmarks (468, 2)`` photo pixels) in
+    the training crop ``box``, grown by ANCHOR_MOUTH_MARGIN of the mouth width and feathered over as
+    much again (``Anchor``: where the anchor shows the synthesiser's frame instead of the photo)."""
+    import scipy.ndimage
+
+    from vasa3d_jax.avatar.template import _inside
+    from vasa3d_jax.head.landmarks import LIP_OUTER_CORNERS, LIP_OUTER_RING
+
+    x0, y0, side = box
+    scale = size / side
+    ring = (np.asarray(landmarks, np.float64)[list(LIP_OUTER_RING), :2] - (x0, y0)) * scale
+    pts = np.stack(np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="xy"), -1).reshape(-1, 2)
+    inside = _inside(pts, ring).reshape(size, size)
+    a, b = (np.asarray(landmarks, np.float64)[i, :2] * scale for i in LIP_OUTER_CORNERS)
+    r = max(ANCHOR_MOUTH_MARGIN * float(np.linalg.norm(a - b)), 1.0)
+    dist = scipy.ndimage.distance_transform_edt(~inside)
+    return np.clip(2.0 - dist / r, 0.0, 1.0).astype(np.float32)
+
+
 def head_box(model, margin: float) -> tuple[float, float, float]:
     """(x0, y0, side): the square around the portrait head's projected vertices (hair shell and neck
     included: what the avatar can show) at the photo's latent, grown by ``margin``."""

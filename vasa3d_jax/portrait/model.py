@@ -27,6 +27,19 @@ avatar need, in the head model's frame (metres, y up, z out of the face):
     (3) c_s = w_s photo(u_s) + m_s photo(u'_s) + (1 - w_s - m_s) fill_s
 
   with u'_s, m_s the sample's mirror point in the photo and its share (texture.py eq. 3-4).
+* registration (texture only): at the photo's latent the fitted head's face is moved onto the photo's
+  own landmarks before the texture is projected, so the photo's lips land on the lips and its teeth
+  in the mouth, eyelids on the lids and irises on the eyeballs, even where the motion latent cannot
+  reach the photo's expression (a grin wider than AU12 = 1, a mouth opened past AU26 = 1):
+
+    (4) δ_i = (z_i / f) R_cᵀ [ℓ_i − π(V_i), 0]ᵀ   for the face's landmark vertices i (not the oval,
+        whose landmarks slide), zero on the scalp, neck, teeth and eyeballs, harmonic in between
+        (mouth cavity, eye sockets, the oval ring)
+
+  with ℓ_i the photo's landmark, π(V_i) and z_i the vertex's pixel and depth in the photo's camera,
+  f the focal length and R_c the camera's rotation. The offsets are used for eq. 2's projection
+  only; the avatar's geometry at every latent (the photo's included) stays eq. 1, so the photo's
+  expression lives in its latent, not in the head.
 
 ``build_portrait_model`` makes one from the photo, its matte and the motion fit (latent, identity,
 camera); ``synth.synthesize`` renders frames from it; ``initial_avatar`` turns it into a
@@ -45,7 +58,10 @@ import numpy as np
 from vasa3d_jax.avatar import AvatarConfig, GaussianAvatar
 from vasa3d_jax.avatar import binding as bnd
 from vasa3d_jax.avatar import gaussians as gs
-from vasa3d_jax.head import HeadModel, template_head
+from vasa3d_jax.camera import project_points
+from vasa3d_jax.head import HeadModel, geometry, template_head
+from vasa3d_jax.head.base import JOINTS
+from vasa3d_jax.head.landmarks import FACE_OVAL
 from vasa3d_jax.head.prior import base_priors
 from vasa3d_jax.motion_space import MotionSpace
 from vasa3d_jax.portrait import hair as hair_lib
@@ -80,6 +96,7 @@ class PortraitModel:
     region:      (P,) int32 region of the sample's triangle (``head.region_names``)
     thickness:   (V,) float32 hair-shell offset along the rest normal, metres (hair.py)
     mouth_open:  () float32 inner-lip gap / mouth width in the photo (> MOUTH_OPEN_RATIO: open)
+    registration: (V, 3) float32 eq. 4's offsets at the photo's latent (texture projection only)
     space:       static MotionSpace of ``latent``
     """
 
@@ -103,6 +120,7 @@ class PortraitModel:
     region: jax.Array
     thickness: jax.Array
     mouth_open: jax.Array
+    registration: jax.Array
     space: MotionSpace = dataclasses.field(metadata=dict(static=True))
 
     @property
@@ -130,6 +148,35 @@ def model_vertices(pm: PortraitModel, x) -> jax.Array:
     return posed_vertices(pm.head, pm.shape, pm.prior_exp, pm.prior_pose, pm.space, x)
 
 
+def photo_registration(head: HeadModel, verts, camera: Camera, landmarks) -> np.ndarray:
+    """Eq. 4: (V, 3) offsets (metres) that move the posed head ``verts`` onto the photo's landmarks
+    ``(468, 2)`` pixels. Zero for a head without a vertex per MediaPipe landmark."""
+    verts = np.asarray(verts, np.float64)
+    if head.landmark_vertices is None:
+        return np.zeros_like(verts, dtype=np.float32)
+    lmk = np.asarray(head.landmark_vertices)
+    target = np.asarray(landmarks, np.float64)[:len(lmk), :2]
+    if target.shape != (len(lmk), 2) or not np.all(np.isfinite(target)):
+        raise ValueError(f"landmarks must be ({len(lmk)}, 2) finite pixels; got {np.shape(landmarks)}")
+    R, K = np.asarray(camera.viewmat, np.float64)[:3, :3], np.asarray(camera.K, np.float64)
+    xy, z = project_points(jnp.asarray(verts[lmk], jnp.float32), jnp.asarray(camera.viewmat), jnp.asarray(camera.K))
+    step = (target - np.asarray(xy, np.float64)) * (np.asarray(z, np.float64)[:, None] / np.diag(K)[None, :2])
+    faces = np.asarray(head.faces)
+    region = np.asarray(head.face_region)
+    names = list(head.region_names)
+    nv = len(verts)
+    fixed = np.zeros(nv, bool)
+    zero_regions = [names.index(r) for r in ("scalp", "neck", "teeth") if r in names]
+    fixed[np.unique(faces[np.isin(region, zero_regions)])] = True
+    w = np.asarray(head.lbs_weights)
+    fixed[(w[:, JOINTS.index("eye_l")] > 0.99) | (w[:, JOINTS.index("eye_r")] > 0.99)] = True
+    values = np.zeros((nv, 3))
+    inner = np.setdiff1d(np.arange(len(lmk)), FACE_OVAL)
+    fixed[lmk[inner]] = True
+    values[lmk[inner]] = np.c_[step[inner], np.zeros(len(inner))] @ R  # R_cᵀ applied to row vectors
+    return geometry.harmonic_extension(faces, nv, fixed, values).astype(np.float32)
+
+
 
 
 # ---- the motion fit -------------------------------------------------------------------------------
@@ -146,17 +193,18 @@ def _fit_fields(motion_fit, frame: int = 0):
 
 def build_portrait_model(image, analysis, motion_fit, matte: Matte, *, head: HeadModel | None = None,
                          space: MotionSpace | None = None, **kw) -> PortraitModel:
-    """The portrait model of a photo (module docstring) from its face analysis (unused beyond the
-    matte today: the fit carries the landmarks' information), the encoder's ``MotionFit`` (its first
-    frame's latent, the identity, the camera) and the head-and-hair matte. ``kw``: ``build_from_fit``."""
+    """The portrait model of a photo (module docstring) from its face analysis (its landmarks register
+    the texture, eq. 4), the encoder's ``MotionFit`` (its first frame's latent, the identity, the
+    camera) and the head-and-hair matte. ``kw``: ``build_from_fit``."""
     head = head or template_head()
     latent, shape, camera = _fit_fields(motion_fit)
+    kw.setdefault("landmarks", np.asarray(analysis.landmarks)[..., :2].reshape(-1, 2)[:468])
     return build_from_fit(image, matte, latent=latent, shape=shape, camera=camera, head=head,
                           space=space, **kw)
 
 
 def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: HeadModel | None = None,
-                   space: MotionSpace | None = None, hair_shell: bool = True,
+                   space: MotionSpace | None = None, landmarks=None, hair_shell: bool = True,
                    sample_spacing_px: float = 1.5, max_level: int = 6,
                    verbose: bool = False) -> PortraitModel:
     """The portrait model from explicit inputs.
@@ -165,6 +213,8 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
     latent: (D,) the photo's motion latent in ``space`` (default ``MotionSpace.builtin()``).
     shape: (S,) identity of ``head`` (template: (3V,) per-vertex offsets, metres; zeros = mean head).
     camera: the photo's ``Camera`` (width, height = the image's).
+    landmarks: (468, 2) the photo's MediaPipe landmarks in pixels: the texture is projected from the
+        head registered onto them (eq. 4); None projects from the fitted head as it is.
     hair_shell: push scalp vertices out to the matte's silhouette (hair.py).
     sample_spacing_px: target distance between surface samples in the photo (denser = sharper
         initial avatar, more Gaussians); max_level caps the subdivision of one triangle (L^2 samples).
@@ -197,6 +247,9 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
         normals = hair_lib.rest_normals(head, shape)
         shape = shape + jnp.asarray((thickness[:, None] * normals).reshape(-1), jnp.float32)
     verts = np.asarray(pose_fn(shape, latent))
+    registration = (np.zeros_like(verts) if landmarks is None
+                    else photo_registration(head, verts, camera, landmarks))
+    verts = verts + registration
     t1 = time.perf_counter()
 
     levels = tex.subdivision_levels(head, verts, camera, sample_spacing_px, max_level)
@@ -217,7 +270,8 @@ def build_from_fit(image, matte: Matte, *, latent, shape, camera: Camera, head: 
         mirror_confidence=jnp.asarray(texture.mirror_confidence, jnp.float32),
         fill=jnp.asarray(texture.fill, jnp.float32), color=jnp.asarray(texture.color, jnp.float32),
         region=jnp.asarray(region, jnp.int32), thickness=jnp.asarray(thickness, jnp.float32),
-        mouth_open=jnp.asarray(texture.mouth_open, jnp.float32), space=space)
+        mouth_open=jnp.asarray(texture.mouth_open, jnp.float32),
+        registration=jnp.asarray(registration, jnp.float32), space=space)
 
 
 # ---- the initial Gaussian avatar ------------------------------------------------------------------
@@ -265,7 +319,7 @@ def _bound_gaussians(faces, neutral, parent, bary, level, color, opacity, sh_deg
 
 def resample(pm: PortraitModel, sample_spacing_px: float, max_level: int = 6) -> PortraitModel:
     """The same portrait with another sample layout (e.g. fewer Gaussians for a faster fit)."""
-    verts = np.asarray(model_vertices(pm, pm.latent))
+    verts = np.asarray(model_vertices(pm, pm.latent)) + np.asarray(pm.registration)
     levels = tex.subdivision_levels(pm.head, verts, pm.camera, sample_spacing_px, max_level)
     parent, bary, level = layout_samples(levels)
     matte = Matte(person=np.asarray(pm.matte), head=np.asarray(pm.matte), hair=np.zeros_like(pm.matte),

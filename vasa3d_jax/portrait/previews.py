@@ -1,13 +1,14 @@
 """Previews of a portrait avatar: the contact sheet and the turntable (issue 15, ``vasa3d fit``).
 
 contact sheet: two rows (mouth closed, mouth open); columns: the photo (its crop over the
-background outside the head-and-hair matte), the avatar in the photo's own view (photo latent and
-camera), then the avatar at azimuth 0, -30, +30, -60, +60 degrees (``camera.CameraPath``, as
-``vasa3d speak`` sees it), head pose frontal, the photo's expression with the mouth set closed
-(AU25 = AU26 = 0) or open (AU25 = 1, AU26 = 0.8).
+background outside the head-and-hair matte), the avatar in the photo's own view (row 1: the photo's
+latent, what the photo anchors; row 2: the neutral face with the mouth open), then the avatar at
+azimuth 0, -30, +30, -60, +60 degrees (``camera.CameraPath``, as ``vasa3d speak`` sees it), head
+pose frontal, the neutral face (every facial channel 0: the photo's expression is a latent, not the
+avatar's rest state, issue 21) with the mouth closed or open (AU25 = 1, AU26 = 0.8).
 
-turntable: one full turn at ORBIT elevation in ``TURNTABLE_FRAMES`` frames while the mouth opens
-and closes (a 2 Hz speech-like cycle), H.264.
+turntable: one full turn at ORBIT elevation in ``TURNTABLE_FRAMES`` frames while the neutral face's
+mouth opens and closes (a 2 Hz speech-like cycle), H.264.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ TURNTABLE_FRAMES = 100  # 4 s at 25 fps
 MOUTH_OPEN = {"AU25": 1.0, "AU26": 0.8}
 
 
-def expression(space, photo_latent: np.ndarray, mouth_open: float) -> np.ndarray:
-    """(D,): the photo's facial dynamics, frontal pose, the mouth channels set by ``mouth_open`` in [0, 1]."""
+def expression(space, mouth_open: float) -> np.ndarray:
+    """(D,): the neutral face, frontal pose, the mouth channels set by ``mouth_open`` in [0, 1]."""
     x = np.zeros(space.size, np.float32)
-    x[: space.dyn_size] = np.asarray(photo_latent, np.float32)[: space.dyn_size]
     for name, value in MOUTH_OPEN.items():
         if name in space.names:
             x[space.index(name)] = mouth_open * value
@@ -72,27 +72,28 @@ def contact_sheet(avatar, anchor, size: int = 192) -> np.ndarray:
     tiles = []
     photo = _resize(anchor.target, size)
     for mouth in (0.0, 1.0):
-        x = expression(space, anchor.latent, mouth)
+        x = expression(space, mouth)
         own = anchor.latent.copy()
-        own[: space.dyn_size] = x[: space.dyn_size]
+        if mouth:
+            own[: space.dyn_size] = x[: space.dyn_size]
         tiles.append(photo)
         tiles.append(_resize(photo_view(avatar, anchor, own), size))
         tiles += views(avatar, x, SHEET_AZIMUTHS, size)
     return video.contact_sheet(np.stack(tiles), columns=len(SHEET_AZIMUTHS) + 2)
 
 
-def turntable_motion(space, photo_latent: np.ndarray, frames: int = TURNTABLE_FRAMES) -> np.ndarray:
-    """(T, D): the photo's expression, frontal pose, the mouth opening and closing at 2 Hz."""
+def turntable_motion(space, frames: int = TURNTABLE_FRAMES) -> np.ndarray:
+    """(T, D): the neutral face, frontal pose, the mouth opening and closing at 2 Hz."""
     t = np.arange(frames) / FPS
     opening = 0.5 - 0.5 * np.cos(2 * math.pi * 2.0 * t)
-    return np.stack([expression(space, photo_latent, float(o)) for o in opening])
+    return np.stack([expression(space, float(o)) for o in opening])
 
 
 def write_previews(avatar, anchor, folder, size: int = 192) -> dict:
     """``contact_sheet.png`` and ``turntable.mp4`` in ``folder``; returns their paths."""
     folder = pathlib.Path(folder)
     sheet = video.save_png(folder / "contact_sheet.png", contact_sheet(avatar, anchor, size))
-    motion = turntable_motion(avatar.space, anchor.latent)
+    motion = turntable_motion(avatar.space)
     path = CameraPath("orbit", elevation=ORBIT_ELEVATION_DEG)
     mp4 = video.write_mp4(folder / "turntable.mp4", render_motion(avatar, motion, path, size),
                           fps=FPS)

@@ -20,8 +20,9 @@ Frames are split in two (Portrait4D keeps half of its samples at the dataset's c
       without them the colour and deformation networks, shared by all Gaussians, extrapolate to
       coloured speckles behind the ears (seen on the astronaut's quick fit; ours).
 
-Jaw moderation (portrait-notes §4.2): when the photo's mouth is closed every open-mouth frame shows
-only the template's guessed cavity and teeth, so AU26/AU25 are scaled by ``closed_mouth_scale``.
+The mouth opens as the speech asks whatever the photo shows: a closed-mouth photo's open frames show
+the head model's own teeth and cavity (an earlier jaw moderation scaled AU25/AU26 by 0.6 for such
+photos, and their avatars barely opened: issue 21).
 
 Everything is a deterministic function of the seed (and of the speech that espeak-ng produces).
 """
@@ -42,7 +43,6 @@ from vasa3d_jax.render.types import Camera
 SPEECH_VOICES = ("en-us+f2", "en-gb-x-rp+m3", "en-us+m1", "en-gb-scotland+f4", "en-029+m5",
                  "en-us-nyc+f1")
 SPEECH_RATES = (140, 165, 190, 210)  # words per minute (synthetic.RATE_RANGE is 130-210)
-MOUTH_CLOSED_BELOW = 0.15  # MotionSpace.mouth_open of the photo below this = lips together (ours)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,6 @@ class SamplingConfig:
     front_power: float = 1.5  # a = A u^p: p > 1 concentrates views near the front (portrait-notes §8.5)
     speech_clips: int = 3  # espeak-ng sentences spoken through the motion generator
     head_turn_rad: float = 0.25  # amplitude of the slow head sweeps laid over the generated pose
-    closed_mouth_scale: float = 0.6  # jaw moderation when the photo's mouth is closed (§4.2)
     seed: int = 0
 
     def __post_init__(self):
@@ -149,18 +148,6 @@ def enrich_motion(motion: np.ndarray, space: MotionSpace, rng: np.random.Generat
     return x
 
 
-def moderate_jaw(x: np.ndarray, space: MotionSpace, photo_latent: np.ndarray, scale: float) -> np.ndarray:
-    """Scales the mouth-opening channels by ``scale`` when the photo's mouth is closed (§4.2)."""
-    if space.mouth_weights is None:
-        return x
-    if float(space.mouth_open(np.asarray(photo_latent, np.float32))) >= MOUTH_CLOSED_BELOW:
-        return x
-    x = np.array(x, copy=True)
-    cols = np.flatnonzero(np.asarray(space.mouth_weights) > 0)
-    x[:, cols] *= scale
-    return x
-
-
 def pick_frames(clips: list[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` frames spread over all clips: every clip cut into equal strata, one frame per stratum."""
     pool = np.concatenate(clips)
@@ -231,7 +218,6 @@ def training_views(space: MotionSpace, photo_latent: np.ndarray, photo_camera: C
         motion = speech_motion(generator, config)
     clips = [enrich_motion(c, space, rng, config.head_turn_rad) for c in motion]
     x = pick_frames(clips, config.num_frames, rng)
-    x = moderate_jaw(x, space, photo_latent, config.closed_mouth_scale)
 
     n = config.num_frames
     n_photo = int(round(config.photo_view_fraction * n))

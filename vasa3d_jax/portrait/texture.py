@@ -22,9 +22,21 @@ partner m(i) (the template is left-right symmetric: the vertex nearest to (-x, y
 one sparse screened-Poisson solve (vertex resolution, for colour far from any seen texel): seen vertices keep their colour, the unseen side takes its mirror
 partner's, and what neither sees (scalp, back, under the chin) is the harmonic (diffused) blend of
 the nearest seen colours, hair from the hair seen around the face. A sample's fill is the
-barycentric blend of its triangle's vertex fills; eyes, mouth cavity and teeth take the template's
-part colours (``avatar.template.skin_colors``) instead, and their photo pixels where eq. 1 sees them
-(the eyeballs through the lid opening: iris, sclera and catch-light).
+barycentric blend of its triangle's vertex fills; eyes take the template's part colours
+(``avatar.template.skin_colors``) instead, and their photo pixels where eq. 1 sees them (the
+eyeballs through the lid opening: iris, sclera and catch-light). The mouth interior the photo does
+not show is lit and tinted like the photo (a closed-mouth photo's avatar still opens its mouth):
+
+    (5) teeth  = TEETH_IVORY · g · (1 − GUM_SHADE · r) · (k + (1 − k) t²) + cavity · (1 − k) (1 − t²)
+        cavity = CAVITY_SHADE · lip_photo · (0.5 + 0.5 t),   g = clip(lum(skin_photo) / lum(SKIN), G_MIN, 1)
+
+with skin_photo, lip_photo the confidence-weighted mean photo colours of the seen face and lip
+vertices, and t in [0, 1] the sample's depth in the mouth at rest (1 at the front of the teeth or
+the lip contour, 0 at the back), k = TEETH_BACK: back teeth fade into the dark cavity; r in [0, 1]
+the height on the tooth from the biting edge (0) to the gum (1); g follows the photo's exposure but
+not far below 1 (skin tone is not light: dark skin must not give grey teeth). Teeth the photo
+does show keep its brightness with ivory's chroma (eq. 5b: teeth = TEETH_IVORY · lum(photo) /
+lum(TEETH_IVORY), blended with eq. 5 by w, and w set to 0 there).
 
 Mirror at full resolution: a skin sample s also has a mirror point, its barycentric coordinates on
 the mirror triangle (the partners of its corners), seen by eq. 1 at pixel u'_s with weight w'_s;
@@ -66,6 +78,14 @@ ERODE_PX = 5  # matte erosion (a 5 x 5 minimum filter: 2 px) before it weighs eq
 VERTEX_MIN_WEIGHT = 0.4  # eq. 2 data only from vertices seen at least this well
 SKIN_REGIONS = ("face", "scalp", "neck")
 PART_REGIONS = ("eyes", "mouth", "teeth")
+# Eq. 5 (ours): teeth are ivory, not white (natural enamel in photos reads ~0.85/0.80/0.70 of a white
+# card); the cavity is the person's lip colour at a third of its brightness; back teeth keep a
+# quarter of their colour.
+TEETH_IVORY = (0.90, 0.86, 0.76)
+CAVITY_SHADE = 0.35
+TEETH_BACK = 0.25
+GUM_SHADE = 0.35
+G_MIN = 0.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +222,62 @@ def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
     return float(gap / max(width, 1e-6))
 
 
+def tpl_skin() -> np.ndarray:
+    from vasa3d_jax.avatar.template import SKIN
+    return np.asarray(SKIN, np.float64)
+
+
+def tpl_lips() -> np.ndarray:
+    from vasa3d_jax.avatar.template import LIPS
+    return np.asarray(LIPS, np.float64)
+
+
+def _weighted_mean(colors: np.ndarray, weights: np.ndarray, default: np.ndarray) -> np.ndarray:
+    total = float(np.sum(weights))
+    return default if total < 1e-6 else (weights[:, None] * colors).sum(0) / total
+
+
+LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 luma weights
+
+
+def _luminance(rgb) -> float:
+    return float(np.dot(rgb, LUMA))
+
+
+def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_rgb: np.ndarray,
+                    lip_rgb: np.ndarray) -> np.ndarray:
+    """Eq. 5: (P, 3) colours of the mouth interior (teeth and cavity samples; others are returned
+    as the cavity colour) from the photo's skin and lip colours."""
+    names = head.region_names
+    faces = np.asarray(head.faces)
+    region = np.asarray(head.face_region)[parent]
+    rest = np.asarray(head.v_template, np.float64)
+    z = np.einsum("pk,pk->p", bary, rest[faces[parent], 2])
+    teeth = region == names.index("teeth")
+    cavity = region == names.index("mouth")
+    lips = rest[np.asarray(head.landmark_vertices)[list(landmarks.LIP_INNER_UPPER + landmarks.LIP_INNER_LOWER)], 2]
+
+    def depth01(sel, front):
+        if not sel.any():
+            return np.zeros(len(z))
+        back = z[sel].min()
+        return np.clip((z - back) / max(front - back, 1e-9), 0.0, 1.0)
+
+    dark = CAVITY_SHADE * np.asarray(lip_rgb, np.float64)
+    t_cav = depth01(cavity, lips.mean())
+    out = dark[None] * (0.5 + 0.5 * t_cav)[:, None]
+    gain = float(np.clip(_luminance(skin_rgb) / _luminance(tpl_skin()), G_MIN, 1.0))
+    y = np.einsum("pk,pk->p", bary, rest[faces[parent], 1])
+    edge = y[teeth].mean() if teeth.any() else 0.0  # the biting edges meet at the arches' mid-height
+    reach = max(float(np.abs(y[teeth] - edge).max()), 1e-9) if teeth.any() else 1.0
+    r = np.clip(np.abs(y - edge) / reach, 0.0, 1.0)
+    ivory = np.asarray(TEETH_IVORY)[None] * gain * (1.0 - GUM_SHADE * r)[:, None]
+    t_teeth = depth01(teeth, z[teeth].max() if teeth.any() else 0.0)
+    k = (TEETH_BACK + (1 - TEETH_BACK) * t_teeth ** 2)[:, None]
+    out = np.where(teeth[:, None], k * ivory + (1 - k) * dark[None], out)
+    return out
+
+
 def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
@@ -256,6 +332,21 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     fill = np.einsum("pk,pkc->pc", bary, vfill[faces[parent]])
     part = np.isin(sreg, [names.index(r) for r in PART_REGIONS])
     fill = np.where(part[:, None], skin_colors(head)[parent], fill)
+    lip_ids = list(landmarks.LIP_OUTER_UPPER + landmarks.LIP_OUTER_LOWER + landmarks.LIP_INNER_UPPER + landmarks.LIP_INNER_LOWER)
+    face_v = np.zeros(len(verts), bool)
+    face_v[faces[region == names.index("face")].ravel()] = True
+    interior = interior_colors(head, parent, bary, _weighted_mean(c_v, w_v * face_v, tpl_skin()),
+                               _weighted_mean(c_v[lip_ids], w_v[lip_ids], tpl_lips()))
+    inside = np.isin(sreg, [names.index("mouth"), names.index("teeth")])
+    fill = np.where(inside[:, None], interior, fill)
+    # Eq. 5b: seen teeth keep the photo's brightness and take ivory's chroma; the photo's own teeth
+    # pixels carry the casts of the lips and the cavity around them (a fitted astronaut's teeth came
+    # out grey-green). They go into the fill (w = 0), so the synthesiser shows the same teeth.
+    teeth = sreg == names.index("teeth")
+    ivory = np.asarray(TEETH_IVORY)
+    warm = np.clip(ivory[None] * (photo @ np.asarray(LUMA))[:, None] / _luminance(ivory), 0.0, 1.0)
+    fill = np.where(teeth[:, None], w[:, None] * warm + (1 - w)[:, None] * fill, fill)
+    w = np.where(teeth, 0.0, w)
     color = w[:, None] * photo + m[:, None] * _bilinear(image, xy_m) + (1 - w - m)[:, None] * fill
     return Texture(photo_xy=xy.astype(np.float32), confidence=w.astype(np.float32),
                    mirror_xy=xy_m.astype(np.float32), mirror_confidence=m.astype(np.float32),
