@@ -175,7 +175,10 @@ def soak_child(args) -> int:
 
     code = pytest.main(["-q", "-x", "-m", "slow", "-p", "no:cacheprovider", "-s",
                         os.path.join(root, "tests", "test_soak.py")], plugins=[Toggles()])
-    print(json.dumps({"pytest_exit": int(code), "maps_at_end": map_count()}), flush=True)
+    from vasa3d_jax import runtime
+
+    clears = runtime._guard.clears if args.guard else 0
+    print(json.dumps({"pytest_exit": int(code), "guard_clears": clears, "maps_at_end": map_count()}), flush=True)
     return int(code)
 
 
