@@ -38,8 +38,6 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``); with a coordinator
     but no count or id, JAX's cluster detection (SLURM, Open MPI, ...) fills them in.
     """
-    import jax
-
     coordinator = coordinator or os.environ.get(COORDINATOR_ENV) or None
     num_processes = _env_int(NUM_PROCESSES_ENV) if num_processes is None else num_processes
     process_id = _env_int(PROCESS_ID_ENV) if process_id is None else process_id
@@ -69,8 +67,6 @@ def _env_int(name: str) -> int | None:
 
 def is_primary() -> bool:
     """Whether this is process 0, the one that writes logs, previews and other files."""
-    import jax
-
     return jax.process_index() == 0
 
 
