@@ -215,10 +215,7 @@ def test_speak_with_a_standing_person_photo_fits_once_then_reuses(tmp_path, caps
     its height) becomes an avatar in the cache and speaks; the second run reuses the avatar."""
     import json
 
-    try:  # test_pipeline.py is test_session.py on main since the session module moved
-        from test_session import SIZE, tiny_generator
-    except ImportError:
-        from test_pipeline import SIZE, tiny_generator
+    from test_session import SIZE, tiny_generator
 
 
     monkeypatch.setattr("vasa3d_jax.motion.load_default_model", tiny_generator)

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_pipeline import SIZE, tiny_generator
+from test_session import SIZE, tiny_generator
 
 from vasa3d_jax import demo, runtime
 from vasa3d_jax.avatar.io import load_avatar
