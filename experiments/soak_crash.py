@@ -41,7 +41,9 @@ Measured (2026-12-08, this shared 2-core VM, jax/jaxlib 0.10.2, vm.max_map_count
   programs run.
 - ``soak --no_guard`` (10,000 left): SIGABRT, "LLVM ERROR: Unable to allocate section memory!"
   (XLA's contiguous_section_memory_manager) in ``backend_compile_and_load`` under the first
-  portrait fit, twice. With the guard: the test passes, twice (13 and 20 minutes on the loaded
+  portrait fit, twice; the same with ``--no_cache`` and with ``--no_thread`` (SIGABRT), and with
+  ``--keep_freed_memory`` a SIGSEGV in ``compilation_cache.get_executable_and_time`` (loading from
+  the persistent cache), the slow suite's old symptom. With the guard: the test passes, twice (13 and 20 minutes on the loaded
   VM; the guard cleared JAX's caches 9 times). Alone (no filling) the soak test's process peaked at
   19,659 mappings and passed in 575 s.
 """
