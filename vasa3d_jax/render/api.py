@@ -189,7 +189,7 @@ def _colors(gaussians: Gaussians, camera: Camera) -> jax.Array:
 def render(
     gaussians: Gaussians,
     camera: Camera,
-    background: jax.Array = jnp.zeros(3),
+    background: jax.Array | None = None,
     backend: str = "auto",
     *,
     antialiased: bool = False,
@@ -201,7 +201,8 @@ def render(
     ``render_features`` of the colours (5).
 
     gaussians: ``Gaussians`` (..., N, ...); camera: ``Camera`` (..., 4, 4)/(..., 3, 3); background
-    (..., 3); all leading dims broadcast. backend: "xla" (pure JAX), "pallas" (Pallas kernels,
+    (..., 3) (None: black; not an array default, which would start JAX on import and break
+    ``jax.distributed.initialize`` after it); all leading dims broadcast. backend: "xla" (pure JAX), "pallas" (Pallas kernels,
     interpret mode off GPU) or "auto" (XLA on every platform, the tested path). antialiased: gsplat's
     rasterize_mode="antialiased" (opacity times the blur compensation). capacity: static number of
     (Gaussian, binning tile) pairs, binning tiles being ``binning.COARSEN`` x the compositing tile
