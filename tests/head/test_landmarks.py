@@ -65,9 +65,13 @@ def test_lip_corners_are_in_no_arc_and_arcs_split_upper_from_lower():
     for corners, upper, lower in ((lm.LIP_INNER_CORNERS, lm.LIP_INNER_UPPER, lm.LIP_INNER_LOWER),
                                   (lm.LIP_OUTER_CORNERS, lm.LIP_OUTER_UPPER, lm.LIP_OUTER_LOWER)):
         assert not set(corners) & (set(upper) | set(lower)) and not set(upper) & set(lower)
-        y_corner = v[list(corners), 1].mean()
-        assert np.all(v[list(upper), 1] > y_corner) and np.all(v[list(lower), 1] < y_corner)
         assert v[corners[0], 0] < 0 < v[corners[1], 0]
+    # Outer contour: upper above the corners' line, lower below. Inner contour: the template seals
+    # the lips at rest (template.py eq. 6), so each upper point meets its lower partner (float32
+    # storage of equal coordinates: 1e-6 m) and never passes below it.
+    y_corner = v[list(lm.LIP_OUTER_CORNERS), 1].mean()
+    assert np.all(v[list(lm.LIP_OUTER_UPPER), 1] > y_corner) and np.all(v[list(lm.LIP_OUTER_LOWER), 1] < y_corner)
+    assert np.all(v[list(lm.LIP_INNER_UPPER), 1] - v[list(lm.LIP_INNER_LOWER), 1] >= -1e-6)
     assert lm.MOUTH_OPENING == (lm.LIP_INNER_UPPER[4], lm.LIP_INNER_LOWER[4])
     for corners, upper, lower in ((lm.EYE_R_CORNERS, lm.EYE_R_UPPER, lm.EYE_R_LOWER),
                                   (lm.EYE_L_CORNERS, lm.EYE_L_UPPER, lm.EYE_L_LOWER)):
