@@ -222,6 +222,8 @@ def near_lip_gap(xy: np.ndarray, xy_vertices: np.ndarray) -> np.ndarray:
     open-mouth photo is wet, lit and fringed with teeth; on the neutral face it rolls in, and painted
     on the sealed lips it read as a pale band that the face analysis took for parted lips (gap 0.1
     at rest on the astronaut)."""
+    from vasa3d_jax.avatar.template import _inside
+
     poly = inner_lip_polygon(xy_vertices)
     right, left = landmarks.LIP_INNER_CORNERS
     r = LIP_BAND * float(np.linalg.norm(xy_vertices[right] - xy_vertices[left]))
@@ -296,7 +298,7 @@ def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_
 def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
-    from vasa3d_jax.avatar.template import _inside, skin_colors
+    from vasa3d_jax.avatar.template import skin_colors
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
     region = np.asarray(head.face_region)
