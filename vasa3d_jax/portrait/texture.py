@@ -9,7 +9,8 @@ at depth z_s, with triangle normal n_s and view direction v_s = (camera centre -
         ramp(c) = smoothstep((c - COS_LOW) / (COS_HIGH - COS_LOW))   (grazing views carry little)
         part_s = 0 for mouth-cavity and teeth samples when the photo's mouth is closed, and for lip
                  (face) samples that land inside the photo's inner-lip polygon when it is open
-                 (those pixels are teeth and cavity, never lips: §4.2)
+                 or within a thin band of it (``near_lip_gap``: the lip's inner edge, wet and
+                 fringed with teeth; those pixels are teeth and cavity, never lips: §4.2)
 
 Fill for what the photo does not show (§2.4-2.6), on the skin vertices (face, scalp, neck) of the
 mesh, with each vertex's own photo colour p_i and confidence w_i (eq. 1 at the vertex), its mirror
@@ -72,6 +73,7 @@ LAMBDA = 100.0  # eq. 2 data weight against unit edge weights: seen colours stay
 MIRROR = 0.8  # eq. 2: a mirrored colour counts a little less than a seen one
 EPS = 1e-4  # eq. 2: keeps components without any data defined (their mean colour)
 MIRROR_TOL_M = 0.002  # a vertex without a partner within 2 mm has none
+LIP_BAND = 0.05  # near_lip_gap: the inner lip edge band not taken from an open-mouth photo (ours)
 MOUTH_OPEN_RATIO = 0.03  # inner-lip gap / inner mouth width above which the photo's mouth is open
 # (a toothy smile, e.g. the astronaut's, measures 0.06: teeth show, they must not go on the lips)
 ERODE_PX = 5  # matte erosion (a 5 x 5 minimum filter: 2 px) before it weighs eq. 1
@@ -214,6 +216,21 @@ def inner_lip_polygon(xy_vertices: np.ndarray) -> np.ndarray:
     return xy_vertices[list(landmarks.LIP_INNER_RING)]
 
 
+def near_lip_gap(xy: np.ndarray, xy_vertices: np.ndarray) -> np.ndarray:
+    """(N,) bool: ``xy`` inside the photo's inner-lip polygon dilated vertically by LIP_BAND of the
+    mouth's inner width (the polygon shifted up and down by that much). The lips' inner edge of an
+    open-mouth photo is wet, lit and fringed with teeth; on the neutral face it rolls in, and painted
+    on the sealed lips it read as a pale band that the face analysis took for parted lips (gap 0.1
+    at rest on the astronaut)."""
+    from vasa3d_jax.avatar.template import _inside
+
+    poly = inner_lip_polygon(xy_vertices)
+    right, left = landmarks.LIP_INNER_CORNERS
+    r = LIP_BAND * float(np.linalg.norm(xy_vertices[right] - xy_vertices[left]))
+    shift = np.array([0.0, r])
+    return _inside(xy, poly) | _inside(xy, poly + shift) | _inside(xy, poly - shift)
+
+
 def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
     """Inner-lip gap (landmarks 13-14) over the inner mouth width (78-308) in the photo."""
     (upper, lower), (right, left) = landmarks.MOUTH_OPENING, landmarks.LIP_INNER_CORNERS
@@ -281,7 +298,7 @@ def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_
 def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
-    from vasa3d_jax.avatar.template import _inside, skin_colors
+    from vasa3d_jax.avatar.template import skin_colors
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
     region = np.asarray(head.face_region)
@@ -300,7 +317,7 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     names = head.region_names
     inner = np.isin(sreg, [names.index("mouth"), names.index("teeth")])
     if is_open:
-        in_gap = _inside(xy, inner_lip_polygon(xy_v))
+        in_gap = near_lip_gap(xy, xy_v)
         w = np.where((sreg == names.index("face")) & in_gap, 0.0, w)
     else:
         w = np.where(inner, 0.0, w)
@@ -314,7 +331,7 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     n_m = -np.cross(tri_m[:, 1] - tri_m[:, 0], tri_m[:, 2] - tri_m[:, 0])
     xy_m, w_m = seen_weight(points_m, n_m, camera, depth, alpha, inner_matte)
     if is_open:
-        w_m = np.where((sreg == names.index("face")) & _inside(xy_m, inner_lip_polygon(xy_v)), 0.0, w_m)
+        w_m = np.where((sreg == names.index("face")) & near_lip_gap(xy_m, xy_v), 0.0, w_m)
     m = np.where(skin_s, MIRROR * (1 - w) * w_m, 0.0)
 
     # Eq. 2 on the skin vertices.
