@@ -51,7 +51,10 @@ def test_model_is_consistent(portrait):
         xy_v = np.asarray(project_points(model_vertices(pm, pm.latent), pm.camera.viewmat, pm.camera.K)[0])
         in_gap = _inside(np.asarray(pm.photo_xy), tex.inner_lip_polygon(xy_v))
         assert in_gap[face].any() and conf[face & in_gap].max() == 0.0
-        assert conf[inner].max() > 0.5  # the teeth seen through the gap take their photo pixels
+        cavity = region == pm.head.region_id("mouth")
+        assert conf[cavity].max() > 0.5  # the mouth seen through the gap takes its photo pixels
+        teeth = region == pm.head.region_id("teeth")  # teeth: the photo's brightness, ivory's chroma,
+        assert conf[teeth].max() == 0.0               # through the fill (texture.py eq. 5b)
     else:  # closed: cavity and teeth never take photo pixels
         assert conf[inner].max() == 0.0
     # A bald truth whose matte is its own silhouette needs (almost) no hair shell.
