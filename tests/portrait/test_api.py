@@ -25,7 +25,8 @@ def _install(monkeypatch):
 
     def analyse(image, face=0):
         fit = types.SimpleNamespace(latents=sp.latent[None], identity=sp.shape, camera=lambda: sp.camera)
-        return api.Found(analysis=None, motion_fit=fit, matte=matte_from_person(sp.person, sp.landmarks[:, :2]),
+        analysis = types.SimpleNamespace(landmarks=sp.landmarks)  # the truth's own landmarks
+        return api.Found(analysis=analysis, motion_fit=fit, matte=matte_from_person(sp.person, sp.landmarks[:, :2]),
                          faces_found=1, warnings=())
 
     monkeypatch.setattr(api, "analyse", analyse)
