@@ -60,6 +60,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 import scipy.spatial
 
+from vasa3d_jax.avatar.template import LIPS, SKIN, _inside, skin_colors
 from vasa3d_jax.camera import camera_center, project_points
 from vasa3d_jax.head import HeadModel
 from vasa3d_jax.head import landmarks
@@ -222,8 +223,6 @@ def near_lip_gap(xy: np.ndarray, xy_vertices: np.ndarray) -> np.ndarray:
     open-mouth photo is wet, lit and fringed with teeth; on the neutral face it rolls in, and painted
     on the sealed lips it read as a pale band that the face analysis took for parted lips (gap 0.1
     at rest on the astronaut)."""
-    from vasa3d_jax.avatar.template import _inside
-
     poly = inner_lip_polygon(xy_vertices)
     right, left = landmarks.LIP_INNER_CORNERS
     r = LIP_BAND * float(np.linalg.norm(xy_vertices[right] - xy_vertices[left]))
@@ -237,16 +236,6 @@ def mouth_open_ratio(xy_vertices: np.ndarray) -> float:
     gap = np.linalg.norm(xy_vertices[upper] - xy_vertices[lower])
     width = np.linalg.norm(xy_vertices[right] - xy_vertices[left])
     return float(gap / max(width, 1e-6))
-
-
-def tpl_skin() -> np.ndarray:
-    from vasa3d_jax.avatar.template import SKIN
-    return np.asarray(SKIN, np.float64)
-
-
-def tpl_lips() -> np.ndarray:
-    from vasa3d_jax.avatar.template import LIPS
-    return np.asarray(LIPS, np.float64)
 
 
 def _weighted_mean(colors: np.ndarray, weights: np.ndarray, default: np.ndarray) -> np.ndarray:
@@ -283,7 +272,7 @@ def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_
     dark = CAVITY_SHADE * np.asarray(lip_rgb, np.float64)
     t_cav = depth01(cavity, lips.mean())
     out = dark[None] * (0.5 + 0.5 * t_cav)[:, None]
-    gain = float(np.clip(_luminance(skin_rgb) / _luminance(tpl_skin()), G_MIN, 1.0))
+    gain = float(np.clip(_luminance(skin_rgb) / _luminance(SKIN), G_MIN, 1.0))
     y = np.einsum("pk,pk->p", bary, rest[faces[parent], 1])
     edge = y[teeth].mean() if teeth.any() else 0.0  # the biting edges meet at the arches' mid-height
     reach = max(float(np.abs(y[teeth] - edge).max()), 1e-9) if teeth.any() else 1.0
@@ -298,7 +287,6 @@ def interior_colors(head: HeadModel, parent: np.ndarray, bary: np.ndarray, skin_
 def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarray, matte,
                     parent: np.ndarray, bary: np.ndarray, level: np.ndarray) -> Texture:
     """Eqs. 1-2 for the samples of a head posed at the photo's latent (``verts`` (V, 3))."""
-    from vasa3d_jax.avatar.template import skin_colors
     verts = np.asarray(verts, np.float64)
     faces = np.asarray(head.faces)
     region = np.asarray(head.face_region)
@@ -352,8 +340,8 @@ def project_texture(head: HeadModel, verts: np.ndarray, camera, image: np.ndarra
     lip_ids = list(landmarks.LIP_OUTER_UPPER + landmarks.LIP_OUTER_LOWER + landmarks.LIP_INNER_UPPER + landmarks.LIP_INNER_LOWER)
     face_v = np.zeros(len(verts), bool)
     face_v[faces[region == names.index("face")].ravel()] = True
-    interior = interior_colors(head, parent, bary, _weighted_mean(c_v, w_v * face_v, tpl_skin()),
-                               _weighted_mean(c_v[lip_ids], w_v[lip_ids], tpl_lips()))
+    interior = interior_colors(head, parent, bary, _weighted_mean(c_v, w_v * face_v, np.asarray(SKIN)),
+                               _weighted_mean(c_v[lip_ids], w_v[lip_ids], np.asarray(LIPS)))
     inside = np.isin(sreg, [names.index("mouth"), names.index("teeth")])
     fill = np.where(inside[:, None], interior, fill)
     # Eq. 5b: seen teeth keep the photo's brightness and take ivory's chroma; the photo's own teeth
